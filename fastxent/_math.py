@@ -1,0 +1,250 @@
+"""Scalar formulas of every loss, written once.
+
+Every function here is plain Python on scalars using only ``math``: that is the definition, and it
+runs as-is (float64) in Python. Backends compile the same functions: the Numba CPU backend registers
+each one as jitable (``backends/numba_cpu/_primitives.py``), so kernels call them by these names.
+
+A handful of *primitives* have a per-dtype implementation in a backend while keeping the definition
+here as their exact meaning:
+
+=====================  ===============================  ===============================================
+primitive              meaning (float64: exactly this)  float32 in the Numba CPU backend
+=====================  ===============================  ===============================================
+``cast_like(x, c)``    the constant ``c`` in x's type   ``float32(c)`` (keeps float32 math in float32)
+``exp(x)``             ``math.exp``                     ``exp_poly``: max relative error 4e-7
+``log(x)``             ``math.log``                     ``log_poly``: max absolute error 3e-7 for
+                                                        x in [0.5, 2], relative 2e-7 elsewhere
+``log1p_unit(e)``      ``math.log1p`` on [0, 1]         ``log1p_series``: max relative error 2e-7
+``neg_expm1(t)``       ``-math.expm1(-t)``, t >= 0      ``neg_expm1_poly``: max relative error 4e-7
+``exp2i(k, like)``     ``2.0 ** k`` (k integral)        bit construction of the exponent field
+``split_exponent(x)``  ``x = m * 2**e``, m in            bit extraction
+                       [sqrt(1/2), sqrt(2))
+=====================  ===============================  ===============================================
+
+The polynomial versions are defined here too (``exp_poly`` ...) so that their error bounds are
+tested over the whole input range (``tests/test_math.py``). float64 never uses them.
+
+Notation: ``softplus(t) = max(t, 0) + log1p(exp(-|t|))``; ``sigmoid(t) = 1 / (1 + exp(-t))``.
+All formulas work on raw logits (never on probabilities), so logits of +-1e4 are exact.
+"""
+import math
+
+LN2 = 0.6931471805599453
+LOG2E = 1.4426950408889634
+SQRT_HALF = 0.7071067811865476
+
+
+# --------------------------------------------------------------------------------------------
+# Primitives (their meaning; a backend may substitute a per-dtype implementation)
+# --------------------------------------------------------------------------------------------
+
+def cast_like(x, c):
+    """The constant ``c`` in the floating type of ``x``."""
+    return float(c)
+
+
+def exp(x):
+    return math.exp(x)
+
+
+def log(x):
+    return math.log(x)
+
+
+def log1p_unit(e):
+    """``log(1 + e)`` for ``e`` in [0, 1]."""
+    return math.log1p(e)
+
+
+def neg_expm1(t):
+    """``1 - exp(-t)`` for ``t >= 0``, without cancellation near 0."""
+    return -math.expm1(-t)
+
+
+def exp2i(k, like):
+    """``2.0 ** k`` for an integral ``k`` in [-126, 127], in the type of ``like``."""
+    return math.ldexp(1.0, int(k))
+
+
+def split_exponent(x):
+    """``(m, e)`` with ``x = m * 2**e``, ``m`` in [sqrt(1/2), sqrt(2)), for finite ``x > 0``."""
+    m, e = math.frexp(x)
+    m *= 2.0
+    e -= 1
+    if m > 2.0 * SQRT_HALF:
+        m *= 0.5
+        e += 1
+    return m, float(e)
+
+
+# --------------------------------------------------------------------------------------------
+# Polynomial float32 versions of the primitives (vectorise; see the table above for bounds)
+# --------------------------------------------------------------------------------------------
+
+def exp_poly(x):
+    """exp(x) by range reduction ``x = k ln2 + r``, ``|r| <= ln2/2``, and a degree-7 Taylor
+    polynomial (truncation error < 6e-9). Results below 2**-125 (x < -86.64) are flushed to 0;
+    x > 88.72 gives inf; NaN propagates."""
+    lo = cast_like(x, -86.64315)      # -125 ln2: keeps 2**(k-1) a normal number
+    hi = cast_like(x, 88.72283)       # log(FLT_MAX)
+    half = cast_like(x, 0.5)
+    xc = x if x > lo else lo
+    xc = xc if xc < hi else hi
+    t = xc * cast_like(x, LOG2E)
+    k = float(int(t + (half if t >= 0 else -half)))       # round to nearest
+    kf = cast_like(x, k)
+    r = (xc - kf * cast_like(x, 0.693359375)) - kf * cast_like(x, -2.12194440e-4)  # Cody-Waite
+    p = cast_like(x, 1.0 / 5040.0)
+    p = p * r + cast_like(x, 1.0 / 720.0)
+    p = p * r + cast_like(x, 1.0 / 120.0)
+    p = p * r + cast_like(x, 1.0 / 24.0)
+    p = p * r + cast_like(x, 1.0 / 6.0)
+    p = p * r + half
+    p = p * r + cast_like(x, 1.0)
+    p = p * r + cast_like(x, 1.0)
+    res = p * exp2i(kf - cast_like(x, 1.0), x) * cast_like(x, 2.0)
+    res = res if x >= lo else cast_like(x, 0.0)
+    res = res if x <= hi else cast_like(x, math.inf)
+    return res if x == x else x
+
+
+def _atanh_series(s):
+    """``2 * atanh(s) = log((1 + s) / (1 - s))`` for ``|s| <= 1/3`` (relative error < 2e-9)."""
+    s2 = s * s
+    p = cast_like(s, 1.0 / 15.0)
+    p = p * s2 + cast_like(s, 1.0 / 13.0)
+    p = p * s2 + cast_like(s, 1.0 / 11.0)
+    p = p * s2 + cast_like(s, 1.0 / 9.0)
+    p = p * s2 + cast_like(s, 1.0 / 7.0)
+    p = p * s2 + cast_like(s, 1.0 / 5.0)
+    p = p * s2 + cast_like(s, 1.0 / 3.0)
+    p = p * s2 + cast_like(s, 1.0)
+    return cast_like(s, 2.0) * s * p
+
+
+def log1p_series(e):
+    """log1p(e) for e in [0, 1] as ``2 atanh(e / (2 + e))``."""
+    return _atanh_series(e / (cast_like(e, 2.0) + e))
+
+
+def log_poly(x):
+    """log(x): ``x = m 2**e``, ``log x = e ln2 + 2 atanh((m-1)/(m+1))``. 0 -> -inf, x < 0 -> NaN,
+    inf -> inf, NaN -> NaN; subnormal inputs are rescaled first."""
+    tiny = cast_like(x, 1.1754943508222875e-38)
+    sub = x < tiny
+    xs = x * cast_like(x, 16777216.0) if sub else x
+    xs = xs if xs > cast_like(x, 0.0) else cast_like(x, 1.0)        # keep the bit path defined
+    xs = xs if xs < cast_like(x, math.inf) else cast_like(x, 1.0)
+    m, e = split_exponent(xs)
+    e = e - cast_like(x, 24.0) if sub else e
+    one = cast_like(x, 1.0)
+    res = e * cast_like(x, 0.693359375) + (_atanh_series((m - one) / (m + one))
+                                            + e * cast_like(x, -2.12194440e-4))
+    res = res if x > cast_like(x, 0.0) else (cast_like(x, -math.inf) if x == cast_like(x, 0.0)
+                                             else cast_like(x, math.nan))
+    res = res if x < cast_like(x, math.inf) else x
+    return res if x == x else x
+
+
+def neg_expm1_poly(t):
+    """1 - exp(-t) for t >= 0: Taylor series below ln2/2, ``1 - exp_poly(-t)`` above."""
+    u = -t
+    p = cast_like(t, 1.0 / 5040.0)
+    p = p * u + cast_like(t, 1.0 / 720.0)
+    p = p * u + cast_like(t, 1.0 / 120.0)
+    p = p * u + cast_like(t, 1.0 / 24.0)
+    p = p * u + cast_like(t, 1.0 / 6.0)
+    p = p * u + cast_like(t, 0.5)
+    p = p * u + cast_like(t, 1.0)
+    small = -(p * u)
+    return small if t < cast_like(t, 0.34657359) else cast_like(t, 1.0) - exp(u)
+
+
+# --------------------------------------------------------------------------------------------
+# Formulas
+# --------------------------------------------------------------------------------------------
+
+def softplus_pair(x):
+    """``(softplus(x), softplus(-x), sigmoid(x), sigmoid(-x))`` from one exp and one log1p."""
+    zero = cast_like(x, 0.0)
+    one = cast_like(x, 1.0)
+    e = exp(-abs(x))                     # in (0, 1]
+    l1p = log1p_unit(e)
+    inv = one / (one + e)
+    big = inv                            # sigmoid(|x|)
+    small = e * inv                      # sigmoid(-|x|)
+    pos = x >= zero
+    sp_pos = (x if pos else zero) + l1p
+    sp_neg = (zero if pos else -x) + l1p
+    sig_pos = big if pos else small
+    sig_neg = small if pos else big
+    return sp_pos, sp_neg, sig_pos, sig_neg
+
+
+def bce_term(x, y, pos_weight):
+    """Binary cross-entropy with logits and its derivative in x:
+    ``l = pos_weight * y * softplus(-x) + (1 - y) * softplus(x)``,
+    ``dl/dx = (1 - y) * sigmoid(x) - pos_weight * y * sigmoid(-x)``."""
+    sp_pos, sp_neg, sig_pos, sig_neg = softplus_pair(x)
+    one = cast_like(x, 1.0)
+    wy = pos_weight * y
+    return wy * sp_neg + (one - y) * sp_pos, (one - y) * sig_pos - wy * sig_neg
+
+
+def focal_pow(q, g):
+    """``q ** g`` for ``q >= 0``, with ``0 ** 0 = 1``; exact for g = 1 and 2."""
+    zero = cast_like(q, 0.0)
+    one = cast_like(q, 1.0)
+    general = exp(g * log(q)) if q > zero else (one if g == zero else zero)
+    if g == cast_like(q, 2.0):
+        return q * q
+    if g == one:
+        return q
+    return general
+
+
+def focal_term(x, y, gamma, gamma_neg, clip, alpha):
+    """Sigmoid focal / asymmetric loss of one logit and its derivative (see docs/losses.md):
+    ``p_m = max(p - clip, 0)``, ``q = y (1-p) + (1-y) p_m``, ``g = gamma y + gamma_neg (1-y)``,
+    ``ce = y softplus(-x) - (1-y) log(1 - p_m)``, ``a = alpha y + (1-alpha)(1-y)`` (1 if alpha < 0),
+    ``l = a q**g ce``. The derivative keeps the focal factor (it is not detached)."""
+    zero = cast_like(x, 0.0)
+    one = cast_like(x, 1.0)
+    sp_pos, sp_neg, p, p_neg = softplus_pair(x)
+    ny = one - y
+    dp = p * p_neg                                   # dp/dx = p (1 - p)
+    if clip > zero:
+        shifted = p > clip
+        p_m = p - clip if shifted else zero
+        keep = p_neg + clip                          # 1 - p_m
+        keep = keep if keep < one else one
+        ce_neg = -log(keep)
+        dp_m = dp if shifted else zero
+        dce_neg = dp / keep if shifted else zero
+    else:
+        p_m = p
+        ce_neg = sp_pos
+        dp_m = dp
+        dce_neg = p
+    q = y * p_neg + ny * p_m
+    g = gamma * y + gamma_neg * ny
+    ce = y * sp_neg + ny * ce_neg
+    dq = ny * dp_m - y * dp
+    dce = ny * dce_neg - y * p_neg
+    a = (alpha * y + (one - alpha) * ny) if alpha >= zero else one
+    f = focal_pow(q, g)
+    ratio = g * dq / q if q > zero else zero         # q**(g-1) dq/dx = q**g * (dq/dx) / q
+    return a * f * ce, a * f * (ratio * ce + dce)
+
+
+def softmax_focal_term(gap, gamma):
+    """Softmax focal factor of one class from ``gap = lse - x_c = -log p_c >= 0``:
+    returns ``(f, h)`` with ``f = (1-p)**gamma * gap`` (the loss per unit weight) and
+    ``h = (1-p)**gamma * (gamma p gap / (1-p) + 1)``, so that
+    ``d f / d x_j = h * (p_j - [j == c])``."""
+    zero = cast_like(gap, 0.0)
+    q = neg_expm1(gap)                                 # 1 - p, accurate when p -> 1
+    p = exp(-gap)
+    t = focal_pow(q, gamma)
+    ratio = gamma * p * gap / q if q > zero else zero
+    return t * gap, t * (ratio + cast_like(gap, 1.0))

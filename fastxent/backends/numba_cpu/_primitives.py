@@ -1,0 +1,102 @@
+"""Make ``fastxent._math`` callable from Numba CPU kernels.
+
+Every function of ``_math`` is registered as jitable under its own name (inlined), so kernels call
+the one definition. The primitives get per-dtype implementations: float64 keeps libm's exact
+functions; float32 uses the polynomial versions defined in ``_math`` (they vectorise; libm's
+``expf`` called from Numba does not) and two bit casts for the exponent field.
+
+Registering overloads changes no Numba configuration.
+"""
+import math
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload, register_jitable
+
+from ... import _math
+
+# Kernels use a subset of fast-math flags that keeps inf/NaN semantics (no nnan, ninf):
+# reassociation lets LLVM vectorise the long sums; contraction gives FMAs.
+FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+
+
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    if bits != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _bits_from_f32(typingctx, value):
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+def _is32(ty):
+    return ty == types.float32
+
+
+@overload(_math.cast_like, inline="always")
+def _cast_like(x, c):
+    if isinstance(x, types.Float):
+        nbtype = x
+
+        def impl(x, c):
+            return nbtype(c)
+        return impl
+
+
+@overload(_math.exp2i, inline="always")
+def _exp2i(k, like):
+    if _is32(like):
+        def impl(k, like):
+            return _f32_from_bits(types.int32((int(k) + 127) << 23))
+        return impl
+    if isinstance(like, types.Float):
+        return lambda k, like: math.ldexp(1.0, int(k))
+
+
+@overload(_math.split_exponent, inline="always")
+def _split_exponent(x):
+    if _is32(x):
+        def impl(x):
+            bits = _bits_from_f32(x)
+            wide = types.int64(bits)
+            e = types.float32((wide >> 23) - 127)
+            m = _f32_from_bits(types.int32((wide & 0x007FFFFF) | 0x3F800000))
+            big = m > types.float32(1.4142135623730951)
+            m = m * types.float32(0.5) if big else m
+            e = e + types.float32(1.0) if big else e
+            return m, e
+        return impl
+
+
+def _dtype_dispatch(name, f32_impl, f64_impl):
+    @overload(getattr(_math, name), inline="always")
+    def _ol(x):
+        if _is32(x):
+            return f32_impl
+        if isinstance(x, types.Float):
+            return f64_impl
+    return _ol
+
+
+_dtype_dispatch("exp", lambda x: _math.exp_poly(x), lambda x: math.exp(x))
+_dtype_dispatch("log", lambda x: _math.log_poly(x), lambda x: math.log(x))
+_dtype_dispatch("log1p_unit", lambda x: _math.log1p_series(x), lambda x: math.log1p(x))
+_dtype_dispatch("neg_expm1", lambda x: _math.neg_expm1_poly(x), lambda x: -math.expm1(-x))
+
+_PRIMITIVES = {"cast_like", "exp", "log", "log1p_unit", "neg_expm1", "exp2i", "split_exponent"}
+for _name in dir(_math):
+    _obj = getattr(_math, _name)
+    if callable(_obj) and getattr(_obj, "__module__", None) == _math.__name__ \
+            and _name not in _PRIMITIVES:
+        register_jitable(inline="always")(_obj)
