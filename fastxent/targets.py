@@ -252,7 +252,7 @@ class MultiLabel:
             starts = starts[(starts > 0) & (starts < nnz)]
             bad[starts - 1] = False  # row boundaries may decrease
             if bad.any():
-                indices_a, values_a = self._sort_rows(indptr_a, indices_a, values_a)
+                indices_a, values_a = self._sort_rows(indptr_a, indices_a, values_a, n_classes)
 
         if copy:
             indptr_a, indices_a = indptr_a.copy(), indices_a.copy()
@@ -264,22 +264,33 @@ class MultiLabel:
         self._n_classes = n_classes
 
     @staticmethod
-    def _sort_rows(indptr, indices, values):
+    def _sort_rows(indptr, indices, values, n_classes):
         """Sort every row's indices (values follow); reject duplicates."""
         n_rows = indptr.shape[0] - 1
         row_id = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(indptr))
-        order = np.lexsort((indices, row_id))  # row_id stays sorted
-        indices = indices[order]
-        dup = np.flatnonzero(indices[1:] == indices[:-1])
-        if dup.size:
+        if n_rows * n_classes <= _INT64_MAX:
+            # one int64 key per entry: much faster than np.lexsort
+            key = row_id * n_classes + indices
+            if values is None:
+                key.sort()
+                order = None
+            else:
+                order = np.argsort(key, kind="stable")
+                key = key[order]
+            dup = np.flatnonzero(key[1:] == key[:-1])
+            indices = key - row_id * n_classes  # row_id is unchanged by the sort
+        else:  # n_rows * n_classes > 2**63: lexsort
+            order = np.lexsort((indices, row_id))
+            indices = indices[order]
+            dup = np.flatnonzero(indices[1:] == indices[:-1])
             dup = dup[row_id[dup] == row_id[dup + 1]]
-            if dup.size:
-                p = int(dup[0])
-                raise ValueError(
-                    f"indices: row {row_id[p]} contains class id {indices[p]} more "
-                    f"than once; remove duplicate indices (MultiLabel.from_scipy "
-                    f"sums duplicates, if that is what you want)"
-                )
+        if dup.size:
+            p = int(dup[0])
+            raise ValueError(
+                f"indices: row {row_id[p]} contains class id {indices[p]} more "
+                f"than once; remove duplicate indices (MultiLabel.from_scipy "
+                f"sums duplicates, if that is what you want)"
+            )
         if values is not None:
             values = values[order]
         return indices, values

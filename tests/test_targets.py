@@ -702,3 +702,15 @@ def test_property_from_lists_unsorted(args):
     z = MultiLabel.from_lists(rows, c)
     np.testing.assert_array_equal(z.indices, y.indices)
     np.testing.assert_array_equal(z.indptr, y.indptr)
+
+
+def test_lexsort_fallback(monkeypatch):
+    # the combined-key sort needs n_rows * n_classes < 2**63; force the fallback
+    monkeypatch.setattr(targets_mod, "_INT64_MAX", 0)
+    y = MultiLabel([0, 3, 3, 5], [2, 0, 1, 4, 3], 5, values=[0.2, 0.0, 0.1, 0.4, 0.3])
+    np.testing.assert_array_equal(y.indices, [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(y.values, [0.0, 0.1, 0.2, 0.3, 0.4])
+    y = MultiLabel([0, 2, 4], [1, 0, 0, 1], 5)
+    np.testing.assert_array_equal(y.indices, [0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"row 1 contains class id 3"):
+        MultiLabel([0, 2, 5], [1, 0, 3, 0, 3], 5)
