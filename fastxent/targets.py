@@ -586,7 +586,10 @@ class MultiLabel:
             with opener(path, "rt", encoding="utf-8") as f:
                 return cls._read_xc(f, n_classes, duplicates, str(path))
         f = path_or_file
-        if isinstance(f, (io.RawIOBase, io.BufferedIOBase)) or "b" in getattr(f, "mode", ""):
+        mode = getattr(f, "mode", "")
+        if isinstance(f, (io.RawIOBase, io.BufferedIOBase)) or (
+            isinstance(mode, str) and "b" in mode
+        ):
             f = io.TextIOWrapper(f, encoding="utf-8")
             try:
                 return cls._read_xc(f, n_classes, duplicates, "<file>")

@@ -567,6 +567,12 @@ def test_xc_gzip(tmp_path):
         f.write((DATA / "xc_small.txt").read_bytes())
     y = MultiLabel.from_xc_file(p)
     np.testing.assert_array_equal(y.indices, [0, 3, 1, 7, 2])
+    with gzip.open(p, "rb") as f:  # an open binary (gzip) file object
+        y = MultiLabel.from_xc_file(f)
+        assert not f.closed
+    np.testing.assert_array_equal(y.indices, [0, 3, 1, 7, 2])
+    y = MultiLabel.from_xc_file(io.BytesIO(b"1,0 2:1\n"))
+    np.testing.assert_array_equal(y.indices, [0, 1])
 
 
 def test_xc_parsing_details():
