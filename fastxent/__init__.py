@@ -1,2 +1,12 @@
-"""fastxent: fused cross-entropy losses and their gradients for extreme multi-label batches."""
+"""fastxent: fused cross-entropy losses and their gradients for extreme multi-label batches.
+
+Public names only; importing fastxent never changes Numba's global configuration.
+"""
 from ._version import __version__
+from .api import (sigmoid_binary_cross_entropy, sigmoid_focal_loss, softmax_cross_entropy,
+                  softmax_focal_loss)
+from .targets import MultiLabel
+from ._dispatch import available_backends
+
+__all__ = ["__version__", "MultiLabel", "softmax_cross_entropy", "softmax_focal_loss",
+           "sigmoid_binary_cross_entropy", "sigmoid_focal_loss", "available_backends"]

@@ -99,4 +99,4 @@ for _name in dir(_math):
     _obj = getattr(_math, _name)
     if callable(_obj) and getattr(_obj, "__module__", None) == _math.__name__ \
             and _name not in _PRIMITIVES:
-        register_jitable(inline="always")(_obj)
+        register_jitable(_obj)

@@ -1,0 +1,213 @@
+"""Input validation with exact, helpful messages, and canonicalisation for the kernels.
+
+Everything here runs before any kernel, never modifies the caller's arrays, and raises
+``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong shape or value) whose
+message names the argument and the fix.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _config
+from .targets import MultiLabel, as_multilabel
+
+_EMPTY = np.empty(0, dtype=np.float64)
+
+
+@dataclass
+class Canonical:
+    """What a backend receives: validated, contiguous arrays and plain floats."""
+    family: str                          # softmax_xent | softmax_focal | sigmoid_bce | sigmoid_focal
+    logits: np.ndarray                   # [N, C] float32/float64, C-contiguous
+    kind: str                            # "sparse" (class indices become one positive per row) or "dense"
+    indptr: Optional[np.ndarray] = None  # int64 [N + 1]
+    indices: Optional[np.ndarray] = None  # int64 [nnz]
+    values: Optional[np.ndarray] = None  # float64 [nnz] or None (all ones)
+    dense: Optional[np.ndarray] = None   # [N, C], C-contiguous
+    class_weight: Optional[np.ndarray] = None   # float64 [C] (softmax focal: alpha_c * w_c)
+    sample_weight: Optional[np.ndarray] = None  # float64 [N]
+    pos_weight: Optional[np.ndarray] = None     # float64 [C] (sigmoid_bce)
+    pos_weight_scalar: float = 1.0
+    label_smoothing: float = 0.0
+    z_loss: float = 0.0
+    gamma: float = 0.0
+    gamma_neg: float = 0.0
+    clip: float = 0.0
+    alpha: float = -1.0                   # sigmoid focal; < 0 disables
+    grad_scale: float = 1.0
+    grad: Optional[np.ndarray] = None    # where the kernel writes the gradient, or None
+    extra: dict = field(default_factory=dict)
+
+
+def reduction(value: Any) -> str:
+    if value not in _config.REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_config.REDUCTIONS}, got {value!r}")
+    return value
+
+
+def logits(value: Any) -> np.ndarray:
+    """2-D float32/float64 logits, C-contiguous (non-contiguous input is copied)."""
+    if isinstance(value, MultiLabel):
+        raise TypeError("logits must be a float array [N, C], got a MultiLabel; "
+                        "did you swap logits and targets?")
+    arr = np.asarray(value)
+    if arr.dtype.kind != "f" or arr.dtype not in (np.float32, np.float64):
+        hint = ("cast it with .astype(np.float32)" if arr.dtype.kind in "fiub"
+                else "pass a numeric array")
+        raise TypeError(f"logits must be float32 or float64, got dtype {arr.dtype}; {hint}")
+    if arr.ndim != 2:
+        raise ValueError(f"logits must be 2-D [N, C] (rows, classes), got shape {arr.shape}; "
+                         f"reshape a single row with logits[None, :]")
+    if arr.shape[1] < 1:
+        raise ValueError(f"logits must have at least one class (C >= 1), got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def _finite_scalar(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating,
+                                                                     np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v
+
+
+def nonneg(value: Any, name: str) -> float:
+    v = _finite_scalar(value, name)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
+    return v
+
+
+def unit_interval(value: Any, name: str) -> float:
+    """A number in [0, 1)."""
+    v = _finite_scalar(value, name)
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {v}")
+    return v
+
+
+def alpha_scalar(value: Any, name: str = "alpha") -> float:
+    """None or a negative value disable alpha (returned as -1.0); above 1 or NaN raise."""
+    if value is None:
+        return -1.0
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating,
+                                                                     np.integer)):
+        raise TypeError(f"{name} must be None or a number in [0, 1], got {value!r}")
+    v = float(value)
+    if math.isnan(v) or v > 1.0:
+        raise ValueError(f"{name} must be in [0, 1] (None or a negative value disables it), "
+                         f"got {v}")
+    return v if v >= 0 else -1.0
+
+
+def _weight_vector(value: Any, length: int, name: str, what: str) -> Optional[np.ndarray]:
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+        raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != length:
+        raise ValueError(f"{name} must have shape ({length},) (one per {what}), "
+                         f"got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if arr.size and not (np.all(np.isfinite(arr)) and arr.min() >= 0):
+        bad = arr[~(np.isfinite(arr) & (arr >= 0))][0]
+        raise ValueError(f"{name} must be finite and >= 0, found {bad}")
+    return arr
+
+
+def class_vector(value: Any, n_classes: int, name: str) -> Optional[np.ndarray]:
+    return _weight_vector(value, n_classes, name, "class")
+
+
+def row_vector(value: Any, n_rows: int, name: str) -> Optional[np.ndarray]:
+    return _weight_vector(value, n_rows, name, "row")
+
+
+def scalar_or_class_vector(value: Any, n_classes: int, name: str):
+    """(array [C] or None, scalar) for a scalar-or-[C] weight like pos_weight."""
+    if value is None:
+        return None, 1.0
+    if np.ndim(value) == 0:
+        return None, nonneg(value if not isinstance(value, np.ndarray) else value.item(), name)
+    return class_vector(value, n_classes, name), 1.0
+
+
+def _unit_dense(arr: np.ndarray, name: str) -> None:
+    if arr.size == 0:
+        return
+    lo, hi = arr.min(), arr.max()          # NaN propagates through min/max
+    if not (lo >= 0 and hi <= 1):
+        bad = "NaN" if (np.isnan(lo) or np.isnan(hi)) else (lo if not lo >= 0 else hi)
+        raise ValueError(f"{name} must hold probabilities in [0, 1], found {bad}; "
+                         f"pass class indices as an integer array [N] instead of scores")
+
+
+def dense_targets(value: np.ndarray, n_rows: int, n_classes: int) -> np.ndarray:
+    if value.shape != (n_rows, n_classes):
+        raise ValueError(f"targets must have the logits' shape ({n_rows}, {n_classes}) for "
+                         f"dense targets, got {value.shape}")
+    if value.dtype.kind == "b":
+        value = value.view(np.uint8)
+    _unit_dense(value, "targets")
+    return np.ascontiguousarray(value)
+
+
+def sparse_targets(value: Any, n_rows: int, n_classes: int, unit_values: bool):
+    ml = as_multilabel(value, n_classes, n_rows=n_rows)
+    if ml is not None and unit_values and ml.values is not None and ml.values.size \
+            and ml.values.max() > 1:
+        raise ValueError(f"targets: sparse target values must be in [0, 1] for the sigmoid "
+                         f"family, found {ml.values.max()}")
+    return ml
+
+
+def class_index_targets(arr: np.ndarray, n_rows: int, n_classes: int, ignore_index: int):
+    """Class indices -> (indptr, indices, valid mask), one positive per non-ignored row."""
+    if arr.ndim != 1 or arr.shape[0] != n_rows:
+        raise ValueError(f"targets as class indices must have shape ({n_rows},), got "
+                         f"{arr.shape}; pass [N, C] probabilities for dense targets")
+    labels = arr.astype(np.int64, copy=False)
+    valid = labels != ignore_index
+    bad = valid & ((labels < 0) | (labels >= n_classes))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"targets: row {row} has class index {int(labels[row])}, outside "
+                         f"[0, {n_classes}) and not ignore_index={ignore_index}")
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(valid, out=indptr[1:])
+    return indptr, np.ascontiguousarray(labels[valid]), valid
+
+
+def grad_buffer(grad_out: Any, logits_in: Any, logits_arr: np.ndarray, others) -> np.ndarray:
+    """The gradient buffer: a new array, or the caller's ``grad_out`` after checking it."""
+    if grad_out is None:
+        return np.empty_like(logits_arr)
+    if not isinstance(grad_out, np.ndarray):
+        raise TypeError(f"grad_out must be a NumPy array, got {type(grad_out).__name__}")
+    if grad_out.shape != logits_arr.shape or grad_out.dtype != logits_arr.dtype:
+        raise ValueError(f"grad_out must have the logits' shape {logits_arr.shape} and dtype "
+                         f"{logits_arr.dtype}, got {grad_out.shape} {grad_out.dtype}")
+    if not grad_out.flags.c_contiguous:
+        raise ValueError("grad_out must be C-contiguous; allocate it with np.empty_like(logits)")
+    if not grad_out.flags.writeable:
+        raise ValueError("grad_out is read-only; pass a writeable array")
+    for name, arr in others:
+        if isinstance(arr, np.ndarray) and arr.size and np.may_share_memory(grad_out, arr):
+            raise ValueError(f"grad_out overlaps {name}; it may only be the logits array itself "
+                             f"(in place) or a separate buffer")
+    if np.may_share_memory(grad_out, logits_arr):
+        same = (grad_out.__array_interface__["data"][0]
+                == logits_arr.__array_interface__["data"][0]
+                and grad_out.strides == logits_arr.strides)
+        if not same:
+            raise ValueError("grad_out partially overlaps logits; pass the logits array itself "
+                             "for an in-place gradient, or a separate buffer")
+    return grad_out

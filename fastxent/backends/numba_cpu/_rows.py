@@ -1,0 +1,108 @@
+"""Row loops shared by the Numba CPU kernels.
+
+Each helper walks one C-contiguous row slice from index 0 (so LLVM vectorises it) and accumulates
+long sums in float64, block by block, from float32-or-float64 partial sums over ``BLOCK`` elements.
+"""
+import math
+
+from numba import njit
+
+from ... import _math
+from . import _primitives  # noqa: F401  (registers _math for Numba)
+from ._primitives import FASTMATH
+
+BLOCK = 2048          # elements per block of the online row statistics (8 KiB of float32: in L1)
+
+_jit = njit(nogil=True, cache=True, fastmath=FASTMATH)
+
+
+@_jit
+def block_max(xr):
+    """max of a row slice (NaN is skipped here; it propagates through the sum of exp)."""
+    neg_inf = _math.cast_like(xr[0], -math.inf)
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = neg_inf
+    n = xr.size
+    n8 = n - n % 8
+    for j in range(0, n8, 8):        # eight independent accumulators vectorise; one does not
+        v = xr[j]
+        m0 = v if v > m0 else m0
+        v = xr[j + 1]
+        m1 = v if v > m1 else m1
+        v = xr[j + 2]
+        m2 = v if v > m2 else m2
+        v = xr[j + 3]
+        m3 = v if v > m3 else m3
+        v = xr[j + 4]
+        m4 = v if v > m4 else m4
+        v = xr[j + 5]
+        m5 = v if v > m5 else m5
+        v = xr[j + 6]
+        m6 = v if v > m6 else m6
+        v = xr[j + 7]
+        m7 = v if v > m7 else m7
+    for j in range(n8, n):
+        v = xr[j]
+        m0 = v if v > m0 else m0
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    m4 = m5 if m5 > m4 else m4
+    m6 = m7 if m7 > m6 else m6
+    m0 = m2 if m2 > m0 else m0
+    m4 = m6 if m6 > m4 else m4
+    return m4 if m4 > m0 else m0
+
+
+@_jit
+def block_sum_exp(xr, m):
+    acc = _math.cast_like(xr[0], 0.0)
+    for j in range(xr.size):
+        acc += _math.exp(xr[j] - m)
+    return acc
+
+
+@_jit
+def row_stats(xr):
+    """Online softmax statistics of a row: ``(m, s)`` with ``m = max x`` and
+    ``s = sum exp(x - m)`` (float64), reading the row once from memory (block by block)."""
+    n = xr.size
+    m = _math.cast_like(xr[0], -math.inf)
+    s = 0.0
+    for b0 in range(0, n, BLOCK):
+        blk = xr[b0:min(b0 + BLOCK, n)]
+        bm = block_max(blk)
+        if bm > m:
+            s *= math.exp(float(m) - float(bm))
+            m = bm
+        s += float(block_sum_exp(blk, m))
+    return m, s
+
+
+@_jit
+def row_sum_gap(xr, m, class_weight, has_cw):
+    """``sum_c w_c (m - x_c)`` in float64 (every term >= 0: no cancellation)."""
+    n = xr.size
+    total = 0.0
+    for b0 in range(0, n, BLOCK):
+        b1 = min(b0 + BLOCK, n)
+        blk = xr[b0:b1]
+        acc = _math.cast_like(xr[0], 0.0)
+        if has_cw:
+            wb = class_weight[b0:b1]
+            for j in range(blk.size):
+                acc += _math.cast_like(m, wb[j]) * (m - blk[j])
+        else:
+            for j in range(blk.size):
+                acc += m - blk[j]
+        total += float(acc)
+    return total
+
+
+@_jit
+def write_softmax_grad(xr, gr, m, a, b, class_weight, has_cw):
+    """``gr[j] = a exp(x_j - m) - b w_j``: the softmax gradient's one write (x may alias gr)."""
+    if has_cw:
+        for j in range(xr.size):
+            gr[j] = a * _math.exp(xr[j] - m) - b * _math.cast_like(m, class_weight[j])
+    else:
+        for j in range(xr.size):
+            gr[j] = a * _math.exp(xr[j] - m) - b

@@ -1,0 +1,685 @@
+"""The ``fastxent`` command line: ``demo``, ``bench`` and ``info``.
+
+``python -m fastxent demo`` builds a synthetic extreme multi-label batch, runs every loss family
+with its gradient into one reused buffer, checks a sample of rows against the float64 oracle
+(``fastxent.reference``) and prints a timing table next to the NumPy reference and PyTorch.
+``bench`` prints the same table plus the machine's streaming-copy bandwidth (or JSON), and
+``info`` describes the installation.
+
+The loss functions are imported inside the commands, so this module imports (and ``info`` runs)
+even in a broken or partial installation. The family table (:data:`FAMILIES`) and the timing
+helpers are shared with the asv suite in ``asv_bench/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["main", "FAMILIES", "Family", "Batch"]
+
+# Float tolerances of the contract (docs/losses.md): per-row relative error of the row losses,
+# and gradient error relative to the row's largest |gradient|.
+TOLERANCES = {
+    np.dtype(np.float32): (1e-5, 1e-6),
+    np.dtype(np.float64): (1e-12, 1e-12),
+}
+CHECK_ROWS = 8
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass
+class Batch:
+    """A synthetic batch and the target forms the families use."""
+
+    logits: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+    labels_int: np.ndarray
+
+    @classmethod
+    def make(cls, n_rows, n_classes, avg_positives=5.0, dtype=np.float32, seed=0):
+        from ._synthetic import make_batch
+
+        return cls(*make_batch(n_rows, n_classes, avg_positives=avg_positives, dtype=dtype,
+                               seed=seed))
+
+    @property
+    def n_rows(self):
+        return self.logits.shape[0]
+
+    @property
+    def n_classes(self):
+        return self.logits.shape[1]
+
+    def rows_of(self, rows):
+        """(indptr, indices) of the given rows: an int ``r`` means the first r rows."""
+        if isinstance(rows, (int, np.integer)):
+            return self.indptr[: rows + 1], self.indices[: self.indptr[rows]]
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, stops = self.indptr[rows], self.indptr[rows + 1]
+        indptr = np.zeros(rows.size + 1, dtype=np.int64)
+        np.cumsum(stops - starts, out=indptr[1:])
+        indices = np.concatenate([self.indices[a:b] for a, b in zip(starts, stops)]
+                                 or [np.zeros(0, np.int64)])
+        return indptr, indices
+
+    def targets(self, kind, rows=None):
+        """Targets of ``kind`` ("int" or "multilabel") for all rows, the first r, or a list."""
+        rows = self.n_rows if rows is None else rows
+        if kind == "int":
+            return self.labels_int[:rows] if isinstance(rows, (int, np.integer)) \
+                else self.labels_int[np.asarray(rows)]
+        import fastxent
+
+        indptr, indices = self.rows_of(rows)
+        return fastxent.MultiLabel(indptr, indices, self.n_classes)
+
+    def dense_targets(self, rows, dtype, normalise=False):
+        """Dense [r, C] 0/1 targets of the first r rows (row-normalised if ``normalise``)."""
+        indptr, indices = self.rows_of(rows)
+        dense = np.zeros((rows, self.n_classes), dtype=dtype)
+        counts = np.diff(indptr)
+        row_ids = np.repeat(np.arange(rows), counts)
+        dense[row_ids, indices] = (1.0 / counts[row_ids]) if normalise else 1.0
+        return dense
+
+
+# --------------------------------------------------------------------------------------------
+# Families: what each one calls in fastxent and in PyTorch
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    function: str  # name in fastxent and fastxent.reference
+    targets: str  # "int" or "multilabel"
+    kwargs: dict = field(default_factory=dict)
+    # Peak extra memory of the PyTorch forward + backward, in units of the logits' size, and of
+    # the NumPy reference backend (float64 work arrays): used to pick the slice that fits.
+    torch_memory: float = 6.0
+    numpy_memory: float = 16.0
+
+    def fastxent_call(self, fx, logits, targets, grad_out, backend="auto", reduction="mean"):
+        """A zero-argument callable: the loss and its gradient into ``grad_out``."""
+        function = getattr(fx, self.function)
+
+        def call():
+            return function(logits, targets, return_grad=True, grad_out=grad_out,
+                            backend=backend, reduction=reduction, **self.kwargs)
+
+        return call
+
+    def reference_rows(self, fx, batch, rows):
+        """float64 oracle on the listed rows: (row losses, gradient rows)."""
+        function = getattr(fx.reference, self.function)
+        return function(batch.logits[rows].astype(np.float64), batch.targets(self.targets, rows),
+                        reduction="none", return_grad=True, **self.kwargs)
+
+    def torch_call(self, torch, batch, rows):
+        """A zero-argument callable: the PyTorch forward + backward on the first ``rows`` rows."""
+        functional = torch.nn.functional
+        x = torch.from_numpy(batch.logits[:rows]).requires_grad_()
+        if self.targets == "int":
+            target = torch.from_numpy(batch.labels_int[:rows])
+        else:
+            target = torch.from_numpy(batch.dense_targets(
+                rows, batch.logits.dtype, normalise=self.function == "softmax_cross_entropy"))
+        loss_of = _TORCH_LOSSES[(self.function, self.targets)]
+
+        def call():
+            x.grad = None
+            loss = loss_of(torch, functional, x, target, **self.kwargs)
+            loss.backward()
+            return loss
+
+        return call
+
+
+def _torch_softmax_ce(torch, functional, x, target):
+    # int labels: class indices; multilabel: dense probability targets (1/|P| at positives),
+    # which is what fastxent's sparse softmax CE computes.
+    return functional.cross_entropy(x, target)
+
+
+def _torch_bce(torch, functional, x, target):
+    return functional.binary_cross_entropy_with_logits(x, target)
+
+
+def _torch_sigmoid_focal(torch, functional, x, target, gamma=2.0, alpha=0.25):
+    # torchvision.ops.sigmoid_focal_loss, written out in torch ops, reduced with the mean.
+    p = torch.sigmoid(x)
+    ce = functional.binary_cross_entropy_with_logits(x, target, reduction="none")
+    p_t = p * target + (1 - p) * (1 - target)
+    loss = ce * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return loss.mean()
+
+
+def _torch_softmax_focal(torch, functional, x, target, gamma=2.0):
+    # The usual softmax focal loss for class indices: -(1 - p_t)**gamma * log p_t, mean over rows.
+    log_p_t = functional.log_softmax(x, dim=1).gather(1, target[:, None]).squeeze(1)
+    return (-((1 - log_p_t.exp()) ** gamma) * log_p_t).mean()
+
+
+_TORCH_LOSSES = {
+    ("softmax_cross_entropy", "int"): _torch_softmax_ce,
+    ("softmax_cross_entropy", "multilabel"): _torch_softmax_ce,
+    ("sigmoid_binary_cross_entropy", "multilabel"): _torch_bce,
+    ("sigmoid_focal_loss", "multilabel"): _torch_sigmoid_focal,
+    ("softmax_focal_loss", "int"): _torch_softmax_focal,
+}
+
+FAMILIES = (
+    Family("softmax_ce[int]", "softmax_cross_entropy", "int", torch_memory=4.0),
+    Family("softmax_ce[multilabel]", "softmax_cross_entropy", "multilabel", torch_memory=6.0),
+    Family("bce[multilabel]", "sigmoid_binary_cross_entropy", "multilabel", torch_memory=6.0),
+    Family("sigmoid_focal[multilabel]", "sigmoid_focal_loss", "multilabel",
+           {"gamma": 2.0, "alpha": 0.25}, torch_memory=14.0),
+    Family("softmax_focal[int]", "softmax_focal_loss", "int", {"gamma": 2.0}, torch_memory=6.0),
+)
+FAMILY_NAMES = tuple(family.name for family in FAMILIES)
+
+
+def family_by_name(name):
+    for family in FAMILIES:
+        if family.name == name:
+            return family
+    raise KeyError(f"unknown family {name!r}; known: {', '.join(FAMILY_NAMES)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+
+
+@dataclass
+class Timing:
+    """Median seconds per call for the whole batch (scaled when ``rows`` < the batch's rows)."""
+
+    seconds: float
+    rows: int
+    n_rows: int
+    limited_by: str = ""  # "memory" or "time budget" when a slice was timed
+
+    @property
+    def scaled(self):
+        return self.rows < self.n_rows
+
+
+def median_seconds(call, repeats, warmup=1):
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_on_rows(make_call, n_rows, n_classes, *, budget_s, max_rows, repeats):
+    """Time ``make_call(r)()`` on the first r rows, r as large as the budget and memory allow.
+
+    A probe on a small slice estimates the cost per row; the slice timed then fits
+    ``(1 + repeats)`` calls in ``budget_s`` and at most ``max_rows`` rows. The median is scaled
+    linearly to ``n_rows`` (these peers are linear in the rows).
+    """
+    cap = max(1, min(n_rows, max_rows))
+    rows = max(1, min(cap, (1 << 18) // max(1, n_classes)))
+    start = time.perf_counter()
+    make_call(rows)()
+    per_row = (time.perf_counter() - start) / rows
+    fit = int(budget_s / ((1 + repeats) * max(per_row, 1e-12)))
+    chosen = max(1, min(cap, fit))
+    if chosen < rows:  # the probe itself was over the budget: keep its slice
+        chosen = rows
+    seconds = median_seconds(make_call(chosen), repeats, warmup=0 if chosen == rows else 1)
+    limited_by = "" if chosen >= n_rows else ("memory" if chosen == cap and fit > cap
+                                              else "time budget")
+    return Timing(seconds * n_rows / chosen, chosen, n_rows, limited_by)
+
+
+def available_memory_bytes():
+    """MemAvailable from /proc/meminfo (Linux), else a conservative 4 GiB."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def copy_bandwidth(src, dst, n_threads, repeats=5):
+    """Streaming copy GB/s (bytes read + written) with np.copyto over ``n_threads`` row chunks."""
+    n_threads = max(1, min(n_threads, src.shape[0]))
+    bounds = np.linspace(0, src.shape[0], n_threads + 1).astype(int)
+    chunks = [(dst[a:b], src[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    if n_threads == 1:
+        def call():
+            np.copyto(dst, src)
+        seconds = median_seconds(call, repeats)
+    else:
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            def call():
+                list(pool.map(lambda pair: np.copyto(*pair), chunks))
+            seconds = median_seconds(call, repeats)
+    return 2 * src.nbytes / seconds / 1e9, seconds
+
+
+# --------------------------------------------------------------------------------------------
+# The run shared by demo and bench
+
+
+@dataclass
+class Result:
+    family: Family
+    fastxent: float = math.nan
+    numpy: Timing | None = None
+    torch: Timing | None = None
+    numpy_note: str = ""
+    torch_note: str = ""
+    loss_error: float = math.nan
+    grad_error: float = math.nan
+    passed: bool | None = None
+
+
+def _import_api():
+    try:
+        import fastxent
+        import fastxent.reference
+
+        for family in FAMILIES:
+            getattr(fastxent, family.function)
+            getattr(fastxent.reference, family.function)
+        fastxent.MultiLabel
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"fastxent: the loss API is not importable in this installation ({exc})")
+    return fastxent
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _set_threads(n_threads):
+    import numba
+
+    if n_threads is not None:
+        if not 1 <= n_threads <= numba.config.NUMBA_NUM_THREADS:
+            raise SystemExit(f"--threads must be in [1, {numba.config.NUMBA_NUM_THREADS}] "
+                             f"(numba's NUMBA_NUM_THREADS), got {n_threads}")
+        numba.set_num_threads(n_threads)
+    return numba.get_num_threads()
+
+
+def check_rows(fx, family, batch, grad_out, rows):
+    """Max errors of the row losses and gradient rows against ``fastxent.reference``."""
+    losses = family.fastxent_call(fx, batch.logits, batch.targets(family.targets), grad_out,
+                                  reduction="none")()[0]
+    ref_losses, ref_grad = family.reference_rows(fx, batch, rows)
+    losses = np.asarray(losses, dtype=np.float64)[rows]
+    grad = grad_out[rows].astype(np.float64)
+    loss_error = float(np.max(np.abs(losses - ref_losses)
+                              / np.maximum(np.abs(ref_losses), np.finfo(np.float64).tiny)))
+    scale = np.maximum(np.max(np.abs(ref_grad), axis=1), np.finfo(np.float64).tiny)
+    grad_error = float(np.max(np.max(np.abs(grad - ref_grad), axis=1) / scale))
+    return loss_error, grad_error
+
+
+def run_families(fx, batch, families, *, repeats, check, numpy_budget, torch_budget,
+                 peer_repeats, n_threads, log):
+    torch = _import_torch() if torch_budget > 0 else None
+    if torch is not None:
+        torch.set_num_threads(n_threads)
+    grad_out = np.empty_like(batch.logits)
+    rng = np.random.default_rng(12345)
+    rows = np.sort(rng.choice(batch.n_rows, size=min(CHECK_ROWS, batch.n_rows), replace=False))
+    loss_tol, grad_tol = TOLERANCES.get(batch.logits.dtype, (1e-5, 1e-6))
+    row_bytes = batch.n_classes * batch.logits.itemsize
+    results = []
+    for family in families:
+        result = Result(family)
+        targets = batch.targets(family.targets)
+        call = family.fastxent_call(fx, batch.logits, targets, grad_out)
+        log(f"  {family.name}: compiling / warming up ...")
+        call()
+        if check:
+            result.loss_error, result.grad_error = check_rows(fx, family, batch, grad_out, rows)
+            result.passed = result.loss_error <= loss_tol and result.grad_error <= grad_tol
+        result.fastxent = median_seconds(call, repeats, warmup=0)
+
+        if numpy_budget > 0:
+            max_rows = int(0.4 * available_memory_bytes() / (family.numpy_memory * row_bytes))
+            try:
+                result.numpy = time_on_rows(
+                    lambda r: family.fastxent_call(fx, batch.logits[:r],
+                                                   batch.targets(family.targets, r),
+                                                   grad_out[:r], backend="numpy"),
+                    batch.n_rows, batch.n_classes, budget_s=numpy_budget, max_rows=max_rows,
+                    repeats=peer_repeats)
+            except Exception as exc:  # a peer failing is reported, not fatal
+                result.numpy_note = f"{type(exc).__name__}: {exc}"
+        if torch is None:
+            result.torch_note = "torch not importable" if torch_budget > 0 else "skipped"
+        else:
+            max_rows = int(0.4 * available_memory_bytes() / (family.torch_memory * row_bytes))
+            try:
+                result.torch = time_on_rows(
+                    lambda r: family.torch_call(torch, batch, r), batch.n_rows, batch.n_classes,
+                    budget_s=torch_budget, max_rows=max_rows, repeats=peer_repeats)
+            except Exception as exc:
+                result.torch_note = f"{type(exc).__name__}: {exc}"
+        results.append(result)
+    return results, grad_out
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def _gbps(batch, seconds):
+    return 2 * batch.logits.nbytes / seconds / 1e9
+
+
+def _ms(seconds):
+    return f"{seconds * 1e3:.3g}" if seconds >= 1e-3 else f"{seconds * 1e3:.2g}"
+
+
+def _peer_cells(timing, fastxent_seconds, note):
+    if timing is None:
+        return ("-", "-") if note == "skipped" else ("n/a", "n/a")
+    mark = "*" if timing.scaled else ""
+    return f"{_ms(timing.seconds)}{mark}", f"{timing.seconds / fastxent_seconds:.1f}x"
+
+
+def format_table(batch, results, copy_gbps=None):
+    header = ["family", "fastxent ms", "GB/s"]
+    if copy_gbps:
+        header.append("of copy")
+    header += ["NumPy ref ms", "vs NumPy", "PyTorch ms", "vs PyTorch"]
+    lines = [header]
+    for r in results:
+        gbps = _gbps(batch, r.fastxent)
+        row = [r.family.name, _ms(r.fastxent), f"{gbps:.1f}"]
+        if copy_gbps:
+            row.append(f"{gbps / copy_gbps:.0%}")
+        row += [*_peer_cells(r.numpy, r.fastxent, r.numpy_note),
+                *_peer_cells(r.torch, r.fastxent, r.torch_note)]
+        lines.append(row)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = []
+    for k, line in enumerate(lines):
+        cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:])]
+        text.append("  ".join(cells))
+        if k == 0:
+            text.append("  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def format_notes(batch, results, n_threads):
+    notes = [f"time: median per call of the loss + gradient (reduction='mean', gradient into a "
+             f"reused buffer); GB/s counts the logits read + the gradient written "
+             f"({2 * batch.logits.nbytes / 1e9:.2f} GB per call)."]
+    slices = []
+    for r in results:
+        for label, timing in (("NumPy ref", r.numpy), ("PyTorch", r.torch)):
+            if timing is not None and timing.scaled:
+                slices.append(f"{r.family.name} {label}: {timing.rows} rows "
+                              f"({timing.limited_by})")
+    if slices:
+        notes.append(f"* timed on the first rows of the batch and scaled linearly to "
+                     f"{batch.n_rows} rows: " + "; ".join(slices) + ".")
+    try:
+        import numba
+
+        layer = numba.threading_layer()
+    except (ImportError, ValueError):
+        layer = "unknown"
+    notes.append(f"fastxent: backend='auto', {n_threads} threads (numba threading layer "
+                 f"{layer}). NumPy ref: backend='numpy' (the float64 NumPy reference). "
+                 f"PyTorch: CPU, {n_threads} threads, forward + backward (F.cross_entropy; "
+                 "F.binary_cross_entropy_with_logits with dense targets; torchvision's sigmoid "
+                 "focal formula in torch ops; softmax focal in torch ops).")
+    for r in results:
+        for label, note in (("NumPy ref", r.numpy_note), ("PyTorch", r.torch_note)):
+            if note and note != "skipped":
+                notes.append(f"{r.family.name} {label}: {note}")
+    return "\n".join(notes)
+
+
+def _json_rows(batch, results, n_threads, copy=None):
+    base = {"N": batch.n_rows, "C": batch.n_classes, "dtype": str(batch.logits.dtype),
+            "threads": n_threads}
+    out = []
+    if copy is not None:
+        gbps, seconds = copy
+        out.append({"family": "stream_copy", "implementation": "numpy.copyto", **base,
+                    "median_s": seconds, "gbps": gbps, "rows_timed": batch.n_rows,
+                    "scaled": False})
+    for r in results:
+        for impl, seconds, timing in (("fastxent", r.fastxent, None),
+                                      ("numpy-reference", None, r.numpy),
+                                      ("torch", None, r.torch)):
+            if timing is not None:
+                seconds = timing.seconds
+            if seconds is None:
+                continue
+            row = {"family": r.family.name, "implementation": impl, **base,
+                   "median_s": seconds, "gbps": _gbps(batch, seconds),
+                   "rows_timed": timing.rows if timing else batch.n_rows,
+                   "scaled": bool(timing and timing.scaled)}
+            if copy is not None:
+                row["fraction_of_copy"] = row["gbps"] / copy[0]
+            out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def _describe_batch(batch, seconds, n_threads):
+    return (f"batch: {batch.n_rows} x {batch.n_classes} {batch.logits.dtype} "
+            f"({batch.logits.nbytes / 2**30:.3g} GiB of logits), "
+            f"{batch.indices.size} positives ({batch.indices.size / max(1, batch.n_rows):.2f} "
+            f"per row, Zipf labels), made in {seconds:.2f} s; {n_threads} threads")
+
+
+def cmd_demo(args):
+    fx = _import_api()
+    n_threads = _set_threads(args.threads)
+    start = time.perf_counter()
+    batch = Batch.make(args.rows, args.classes, args.positives, np.dtype(args.dtype), args.seed)
+    made = time.perf_counter() - start
+    print(f"fastxent {fx.__version__} demo")
+    print(_describe_batch(batch, made, n_threads), flush=True)
+    results, _ = run_families(
+        fx, batch, FAMILIES, repeats=5, check=True, numpy_budget=1.5, torch_budget=3.0,
+        peer_repeats=3, n_threads=n_threads, log=lambda m: print(m, flush=True))
+    print()
+    print(f"check: {CHECK_ROWS} sampled rows, reduction='none', against fastxent.reference "
+          f"(float64); tolerance: loss rtol {TOLERANCES[batch.logits.dtype][0]:g}, gradient "
+          f"{TOLERANCES[batch.logits.dtype][1]:g} of the row's max |grad|")
+    for r in results:
+        verdict = "PASS" if r.passed else "FAIL"
+        print(f"{verdict} {r.family.name}: max rel err loss {r.loss_error:.2e}, "
+              f"grad {r.grad_error:.2e}")
+    print()
+    print(format_table(batch, results))
+    print()
+    print(format_notes(batch, results, n_threads))
+    print(f"total {time.perf_counter() - start:.1f} s")
+    return 0 if all(r.passed for r in results) else 1
+
+
+def cmd_bench(args):
+    fx = _import_api()
+    n_threads = _set_threads(args.threads)
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json \
+        else (lambda m: print(m, flush=True))
+    families = FAMILIES if not args.family else tuple(family_by_name(n) for n in args.family)
+    repeats = args.repeat if args.repeat is not None else (3 if args.quick else 10)
+    numpy_budget, torch_budget = (0.3, 0.6) if args.quick else (4.0, 8.0)
+    if args.no_peers:
+        numpy_budget = torch_budget = 0.0
+    start = time.perf_counter()
+    batch = Batch.make(args.rows, args.classes, args.positives, np.dtype(args.dtype), args.seed)
+    log(_describe_batch(batch, time.perf_counter() - start, n_threads))
+    results, grad_out = run_families(
+        fx, batch, families, repeats=repeats, check=False, numpy_budget=numpy_budget,
+        torch_budget=torch_budget, peer_repeats=2 if args.quick else 3, n_threads=n_threads,
+        log=log)
+    copy = copy_bandwidth(batch.logits, grad_out, n_threads, repeats=repeats)
+    if args.json:
+        print(json.dumps(_json_rows(batch, results, n_threads, copy), indent=1))
+        return 0
+    print(f"stream copy (np.copyto, {n_threads} threads, read + write): {copy[0]:.1f} GB/s")
+    print()
+    print(format_table(batch, results, copy_gbps=copy[0]))
+    print()
+    print(format_notes(batch, results, n_threads))
+    return 0
+
+
+def _version_of(module_name):
+    try:
+        module = __import__(module_name)
+    except ImportError:
+        return "not installed"
+    except Exception as exc:  # a broken install should not break `info`
+        return f"import failed ({type(exc).__name__}: {exc})"
+    return getattr(module, "__version__", "unknown")
+
+
+def cmd_info(args):
+    from . import _version
+
+    print(f"fastxent {_version.__version__} ({os.path.dirname(os.path.abspath(__file__))})")
+    print(f"python {platform.python_version()} ({sys.executable}) on {platform.platform()}")
+    for name in ("numpy", "scipy", "numba", "llvmlite", "torch"):
+        print(f"{name}: {_version_of(name)}")
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    print(f"CPUs: {os.cpu_count()} (usable by this process: {affinity or 'unknown'})")
+    try:
+        import numba
+
+        print(f"numba threads: {numba.get_num_threads()} (NUMBA_NUM_THREADS="
+              f"{numba.config.NUMBA_NUM_THREADS}), threading layer: {_threading_layer(numba)}")
+    except ImportError:
+        print("numba threads: numba not installed")
+    try:
+        from . import _dispatch
+    except Exception as exc:
+        print(f"backends: unknown (fastxent._dispatch not importable: {exc})")
+    else:
+        if hasattr(_dispatch, "available_backends"):
+            backends = _dispatch.available_backends()
+            if isinstance(backends, dict):
+                shown = ", ".join(f"{k} ({v})" for k, v in backends.items())
+            else:
+                shown = ", ".join(map(str, backends))
+            print(f"backends available: {shown or 'none'}")
+        else:
+            print("backends: unknown (fastxent._dispatch has no available_backends())")
+    return 0
+
+
+def _threading_layer(numba):
+    """The layer numba really uses; a tiny parallel function must run once to know it."""
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        pass
+
+    @numba.njit(parallel=True)
+    def _touch(n):
+        total = 0
+        for i in numba.prange(n):
+            total += i
+        return total
+
+    try:
+        _touch(4)
+        return numba.threading_layer()
+    except Exception as exc:
+        return f"unknown ({type(exc).__name__}: {exc})"
+
+
+# --------------------------------------------------------------------------------------------
+# Argument parsing
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_batch_options(parser, rows, classes):
+    parser.add_argument("--rows", type=_positive_int, default=rows,
+                        help=f"rows N of the synthetic batch (default {rows})")
+    parser.add_argument("--classes", type=_positive_int, default=classes,
+                        help=f"classes C (default {classes})")
+    parser.add_argument("--positives", type=float, default=5.0,
+                        help="mean positives per row (default 5)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="threads for numba and torch (default: numba's default)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fastxent", description="Fused classification losses and gradients: demo, "
+        "benchmark and installation info.")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,bench,info}")
+    sub.required = True
+
+    demo = sub.add_parser("demo", help="check every loss family against the reference and "
+                          "time it next to NumPy and PyTorch")
+    _add_batch_options(demo, 2048, 131072)
+    demo.set_defaults(handler=cmd_demo)
+
+    bench = sub.add_parser("bench", help="time every family and the machine's copy bandwidth")
+    _add_batch_options(bench, 1024, 32768)
+    bench.add_argument("--repeat", type=_positive_int, default=None,
+                       help="timed calls per family (default 10; 3 with --quick)")
+    bench.add_argument("--quick", action="store_true",
+                       help="fewer repeats and small time budgets for the peers")
+    bench.add_argument("--no-peers", action="store_true",
+                       help="time fastxent only (no NumPy reference, no PyTorch)")
+    bench.add_argument("--family", action="append", choices=FAMILY_NAMES,
+                       help="time only this family (repeatable)")
+    bench.add_argument("--json", action="store_true",
+                       help="print a JSON list of measurements on stdout (progress on stderr)")
+    bench.set_defaults(handler=cmd_bench)
+
+    info = sub.add_parser("info", help="versions, threads and available backends")
+    info.set_defaults(handler=cmd_info)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
