@@ -5,7 +5,8 @@ backend is tested against. It is deliberately slow and simple:
 
 * everything is computed in float64, whatever the input dtype;
 * targets of every form (class indices, dense, sparse) are densified into an N x C array;
-* the softmax family uses a max-shifted log-sum-exp and ``lse - x`` (never ``log(softmax)``);
+* the softmax family uses a max-shifted log-sum-exp and ``-log p = (max - x) + log1p(...)``
+  (never ``log(softmax)``, never ``lse - x`` by subtraction);
 * the sigmoid family uses ``softplus(t) = max(t, 0) + log1p(exp(-|t|))`` and a two-branch
   logistic function, so logits of +-1e4 give finite, exact results;
 * gradients are written analytically (see each function's docstring); no finite differences.
@@ -48,12 +49,27 @@ def _sigmoid(t):
     return out
 
 
-def _logsumexp_rows(x):
-    """Max-shifted log-sum-exp of every row of x [N, C] -> [N]."""
-    if x.shape[0] == 0:
-        return np.zeros(0)
-    m = np.max(x, axis=1)
-    return m + np.log(np.sum(np.exp(x - m[:, None]), axis=1))
+def _log_softmax_parts(x):
+    """``(lse, nlp)`` for every row of x [N, C]: ``lse_n = log sum_c exp(x_nc)`` and
+    ``nlp_nc = lse_n - x_nc = -log p_nc >= 0``.
+
+    Max-shifted, with the max's own term (exactly 1) taken out of the sum::
+
+        m = max_c x_c,  s = sum_{c != argmax} exp(x_c - m),  lse = m + log1p(s),
+        nlp_c = (m - x_c) + log1p(s)
+
+    so ``nlp`` never comes from subtracting two large numbers: it is exact for logits of
+    +-1e4 and keeps full relative accuracy when the loss is tiny (``p_t`` close to 1).
+    """
+    n, c = x.shape
+    if n == 0 or c == 0:
+        return np.zeros(n), np.zeros((n, c))
+    j = np.argmax(x, axis=1)
+    m = x[np.arange(n), j]
+    e = np.exp(x - m[:, None])
+    e[np.arange(n), j] = 0.0
+    l1 = np.log1p(np.sum(e, axis=1))
+    return m + l1, (m[:, None] - x) + l1[:, None]
 
 
 def _as_logits(logits):
@@ -198,6 +214,30 @@ def _reduce(rows, grad, reduction, denominator, return_grad):
 # softmax family
 # --------------------------------------------------------------------------------------------
 
+def _softmax_row_grad(p, omp, a, extra):
+    """``p_j * coef_n - a_nj`` with ``coef_n = sum_c a_nc + extra_n``, without cancellation.
+
+    This is the shape of every softmax-family gradient (``a >= 0``). Evaluated literally it
+    loses all relative accuracy on the class with ``p_j`` close to 1 (e.g. ``p_t - 1`` for a
+    confident correct prediction), so on that class (at most one per row has ``p_j > 1/2``) it
+    is evaluated as ``(sum_{c != j} a_nc + extra_n) - (1 - p_j) * coef_n`` with ``1 - p_j``
+    from ``expm1`` and the sum over the other classes taken directly.
+    """
+    coef = np.sum(a, axis=1) + extra
+    grad = p * coef[:, None] - a
+    n, c = p.shape
+    if n == 0 or c == 0:
+        return grad
+    j = np.argmax(p, axis=1)
+    rows = np.nonzero(p[np.arange(n), j] > 0.5)[0]
+    if rows.size:
+        jj = j[rows]
+        others = a[rows].copy()
+        others[np.arange(rows.size), jj] = 0.0
+        grad[rows, jj] = (np.sum(others, axis=1) + extra[rows]) - omp[rows, jj] * coef[rows]
+    return grad
+
+
 def _softmax_setup(logits, targets, class_weight, sample_weight, ignore_index, label_smoothing):
     x = _as_logits(logits)
     n, c = x.shape
@@ -214,8 +254,7 @@ def _softmax_setup(logits, targets, class_weight, sample_weight, ignore_index, l
         denominator = float(n)
     else:
         denominator = float(np.count_nonzero(counted))
-    lse = _logsumexp_rows(x)
-    nlp = lse[:, None] - x          # -log p_nc >= 0, exact for +-1e4 logits
+    lse, nlp = _log_softmax_parts(x)      # nlp = lse - x = -log p >= 0, no cancellation
     p = np.exp(-nlp)
     return x, n, c, ys, counted, w, sw, lse, nlp, p, denominator
 
@@ -235,7 +274,9 @@ def softmax_cross_entropy(logits, targets, *, class_weight=None, sample_weight=N
         d loss_n / d x_nj = sw_n * ( p_nj * (sum_c w_c y'_nc + 2 z_loss lse_n) - w_j y'_nj )
 
     (using ``d lse / d x_j = p_j``), zero on uncounted rows, then divided by the reduction's
-    denominator.
+    denominator. On the class with ``p_j > 1/2`` it is evaluated as
+    ``sw_n * (sum_{c != j} w_c y'_nc + 2 z_loss lse_n - (1 - p_nj) * coef_n)`` (same value,
+    no cancellation; see ``_softmax_row_grad``).
     """
     _check_reduction(reduction)
     x, n, c, ys, counted, w, sw, lse, nlp, p, den = _softmax_setup(
@@ -246,8 +287,8 @@ def softmax_cross_entropy(logits, targets, *, class_weight=None, sample_weight=N
     rows = np.where(counted, rows, 0.0)
     grad = None
     if return_grad:
-        coef = np.sum(wy, axis=1) + 2.0 * z * lse
-        grad = sw[:, None] * (p * coef[:, None] - wy)
+        # p_j (sum_c w_c y'_c + 2 z lse) - w_j y'_j, evaluated stably near p_j = 1
+        grad = sw[:, None] * _softmax_row_grad(p, -np.expm1(-nlp), wy, 2.0 * z * lse)
         grad = np.where(counted[:, None], grad, 0.0)
     return _reduce(rows, grad, reduction, den, return_grad)
 
@@ -269,8 +310,11 @@ def softmax_focal_loss(logits, targets, *, gamma=2.0, alpha=None, class_weight=N
         h_c = f_c + gamma (1 - p_c)**(gamma - 1) p_c L_c
             = f_c * (1 + gamma p_c L_c / (1 - p_c))
 
-    where ``L_c / (1 - p_c)`` is taken as its limit 1 when ``p_c = 1`` (``L_c = 0``). The focal
-    factor is not detached. ``gamma = 0, alpha = None`` is softmax cross-entropy exactly.
+    where ``L_c / (1 - p_c)`` is taken as its limit 1 when ``p_c = 1`` (``L_c = 0``); on the
+    class with ``p_j > 1/2`` the gradient is evaluated without cancellation as
+    ``sw_n * (sum_{c != j} k_c h_c - (1 - p_j) sum_c k_c h_c)`` (see ``_softmax_row_grad``).
+    The focal factor is not detached. ``gamma = 0, alpha = None`` is softmax cross-entropy
+    exactly.
     """
     _check_reduction(reduction)
     x, n, c, ys, counted, w, sw, lse, nlp, p, den = _softmax_setup(
@@ -288,7 +332,8 @@ def softmax_focal_loss(logits, targets, *, gamma=2.0, alpha=None, class_weight=N
         ratio = np.where(nlp > 0, nlp / safe, 1.0)           # L / (1 - p) -> 1 as p -> 1
         h = f * (1.0 + g * p * ratio)
         kh = k * h
-        grad = sw[:, None] * (p * np.sum(kh, axis=1)[:, None] - kh)
+        # p_j sum_c k_c h_c - k_j h_j, evaluated stably near p_j = 1
+        grad = sw[:, None] * _softmax_row_grad(p, omp, kh, np.zeros(n))
         grad = np.where(counted[:, None], grad, 0.0)
     return _reduce(rows, grad, reduction, den, return_grad)
 

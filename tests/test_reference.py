@@ -149,9 +149,17 @@ def test_golden_tf_sparse_softmax_ce_doc_example():
     x = np.array(v["inputs"]["logits"])
     t = np.array(v["inputs"]["labels"])
     loss, grad = R.softmax_cross_entropy(x, t, reduction="none", return_grad=True)
-    assert_close(loss, v["expected"]["per_sample"], atol=1e-300)
-    # row 3: exp(-200) = 1.38e-87 must come out exactly, not as 0
-    assert_close(grad, v["expected"]["grad_logits_reduction_none_sum_of_outputs"])
+    # row 3: the exact loss is log1p(3 exp(-200)) = 4.15e-87, which the reference keeps (it
+    # computes -log p_t as log1p(sum of the other exp(x_c - max))); the JSON's 0.0 is the
+    # same value rounded at the scale of the logits (lse - x_t = 100 - 100)
+    assert_close(loss, v["expected"]["per_sample"], atol=1e-80)
+    assert loss[2] == pytest.approx(3 * np.exp(-200.0), rel=1e-14)
+    # exp(-200) = 1.38e-87 in the gradient must come out exactly, not as 0; likewise the
+    # target's p_t - 1 = -(1 - p_t) = -3 exp(-200) (the JSON has 0.0: p_t - 1 rounded)
+    exp_grad = np.array(v["expected"]["grad_logits_reduction_none_sum_of_outputs"])
+    assert exp_grad[2, 1] == 0.0
+    exp_grad[2, 1] = -3 * np.exp(-200.0)
+    assert_close(grad, exp_grad)
 
 
 def test_golden_tf_softmax_ce_soft_labels_doc_example():
@@ -939,11 +947,51 @@ def test_two_class_softmax_ce_is_bce_on_the_logit_difference(reduction, seed):
     np.testing.assert_allclose(ls, lb, rtol=1e-12)
     np.testing.assert_allclose(gs[:, 1], gb[:, 0], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(gs[:, 0], -gb[:, 0], rtol=1e-12, atol=1e-15)
-    # class indices: hard 0/1 targets
-    t = (y > 0.5).astype(np.int64)
-    ls = R.softmax_cross_entropy(x, t, reduction=reduction)
-    lb = R.sigmoid_binary_cross_entropy(d, t[:, None].astype(float), reduction=reduction)
+    # class indices: hard 0/1 targets, with confident rows (|d| up to 40) where the loss and
+    # the gradient are tiny: both must keep their relative accuracy
+    x = np.vstack([x, [[3.0, 28.0], [28.0, 3.0], [-5.0, 35.0], [35.0, -5.0]]])
+    d = (x[:, 1] - x[:, 0])[:, None]
+    t = np.concatenate([(y > 0.5), [1, 0, 1, 0]]).astype(np.int64)
+    sw = _rand_w(rng, t.size)
+    ls, gs = R.softmax_cross_entropy(x, t, sample_weight=sw, reduction=reduction,
+                                     return_grad=True)
+    lb, gb = R.sigmoid_binary_cross_entropy(d, t[:, None].astype(float), sample_weight=sw,
+                                            reduction=reduction, return_grad=True)
+    if reduction == "mean":     # softmax D = sum sw, sigmoid D = N
+        ls, gs, lb, gb = ls * np.sum(sw), gs * np.sum(sw), lb * t.size, gb * t.size
     np.testing.assert_allclose(ls, lb, rtol=1e-12)
+    np.testing.assert_allclose(gs[:, 1], gb[:, 0], rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(gs[:, 0], -gb[:, 0], rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.0])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_two_class_softmax_focal_is_sigmoid_focal_on_the_logit_difference(gamma, reduction):
+    # hard targets: (1 - p_t)^gamma (-log p_t) with p_t = sigma(+-d), d = x1 - x0. The logit
+    # differences reach +-40, where 1 - p_t ~ 4e-18: this checks that 1 - p is computed
+    # stably (1 - exp(log p) would lose every digit) on both sides.
+    rng = np.random.default_rng(11)
+    d = np.concatenate([rng.normal(0.0, 3.0, 6), [25.0, -25.0, 40.0, -40.0, 0.0]])
+    x = np.stack([rng.normal(0.0, 2.0, d.size), np.zeros(d.size)], axis=1)
+    x[:, 1] = x[:, 0] + d
+    t = np.array([1, 0] * (d.size // 2) + [1])
+    sw = _rand_w(rng, d.size)
+    ls, gs = R.softmax_focal_loss(x, t, gamma=gamma, alpha=None, sample_weight=sw,
+                                  reduction=reduction, return_grad=True)
+    lb, gb = R.sigmoid_focal_loss(d[:, None], t[:, None].astype(float), gamma=gamma, alpha=None,
+                                  sample_weight=sw, reduction=reduction, return_grad=True)
+    if reduction == "mean":
+        # softmax, class indices: D = sum sw_n; sigmoid: D = N * C = N
+        ls, gs = ls * np.sum(sw), gs * np.sum(sw)
+        lb, gb = lb * d.size, gb * d.size
+    np.testing.assert_allclose(ls, lb, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(gs[:, 1], gb[:, 0], rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(gs[:, 0], -gb[:, 0], rtol=1e-12, atol=1e-300)
+    if reduction == "none" and gamma == 2.0:
+        # closed form for the confident-correct rows: sigma(-25)^2 * softplus(-25)
+        u = np.exp(-25.0) / (1.0 + np.exp(-25.0))
+        np.testing.assert_allclose(lb[6], sw[6] * u ** 2 * np.log1p(np.exp(-25.0)), rtol=1e-13)
+        assert 0.0 < ls[8] < 1e-50
 
 
 @pytest.mark.parametrize("fn", [R.softmax_cross_entropy, R.softmax_focal_loss])
