@@ -220,11 +220,15 @@ class Timing:
         return self.rows < self.n_rows
 
 
-def median_seconds(call, repeats, warmup=1):
+def median_seconds(call, repeats, warmup=1, budget_s=math.inf):
+    """Median wall time of ``call()`` over ``repeats`` runs after ``warmup`` untimed runs.
+
+    Stops early (after at least one timed run) once the timed runs add up to ``budget_s``.
+    """
     for _ in range(warmup):
         call()
     times = []
-    for _ in range(max(1, repeats)):
+    while len(times) < max(1, repeats) and sum(times) < budget_s:
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
@@ -239,15 +243,19 @@ def time_on_rows(make_call, n_rows, n_classes, *, budget_s, max_rows, repeats):
     linearly to ``n_rows`` (these peers are linear in the rows).
     """
     cap = max(1, min(n_rows, max_rows))
-    rows = max(1, min(cap, (1 << 18) // max(1, n_classes)))
+    rows = max(1, min(cap, (1 << 20) // max(1, n_classes)))
+    probe = make_call(rows)
+    probe()  # first call: allocations, lazy initialisation
     start = time.perf_counter()
-    make_call(rows)()
+    probe()
     per_row = (time.perf_counter() - start) / rows
     fit = int(budget_s / ((1 + repeats) * max(per_row, 1e-12)))
-    chosen = max(1, min(cap, fit))
-    if chosen < rows:  # the probe itself was over the budget: keep its slice
-        chosen = rows
-    seconds = median_seconds(make_call(chosen), repeats, warmup=0 if chosen == rows else 1)
+    chosen = max(rows, min(cap, fit))
+    if chosen == rows:
+        seconds = median_seconds(probe, repeats, warmup=0)
+    else:
+        del probe  # frees the probe's inputs (dense targets) before the larger slice
+        seconds = median_seconds(make_call(chosen), repeats, warmup=1)
     limited_by = "" if chosen >= n_rows else ("memory" if chosen == cap and fit > cap
                                               else "time budget")
     return Timing(seconds * n_rows / chosen, chosen, n_rows, limited_by)
@@ -346,8 +354,8 @@ def check_rows(fx, family, batch, grad_out, rows):
     return loss_error, grad_error
 
 
-def run_families(fx, batch, families, *, repeats, check, numpy_budget, torch_budget,
-                 peer_repeats, n_threads, log):
+def run_families(fx, batch, families, *, repeats, check, fastxent_budget, numpy_budget,
+                 torch_budget, peer_repeats, n_threads, log):
     torch = _import_torch() if torch_budget > 0 else None
     if torch is not None:
         torch.set_num_threads(n_threads)
@@ -366,7 +374,7 @@ def run_families(fx, batch, families, *, repeats, check, numpy_budget, torch_bud
         if check:
             result.loss_error, result.grad_error = check_rows(fx, family, batch, grad_out, rows)
             result.passed = result.loss_error <= loss_tol and result.grad_error <= grad_tol
-        result.fastxent = median_seconds(call, repeats, warmup=0)
+        result.fastxent = median_seconds(call, repeats, warmup=0, budget_s=fastxent_budget)
 
         if numpy_budget > 0:
             max_rows = int(0.4 * available_memory_bytes() / (family.numpy_memory * row_bytes))
@@ -514,7 +522,7 @@ def cmd_demo(args):
     print(f"fastxent {fx.__version__} demo")
     print(_describe_batch(batch, made, n_threads), flush=True)
     results, _ = run_families(
-        fx, batch, FAMILIES, repeats=5, check=True, numpy_budget=1.5, torch_budget=3.0,
+        fx, batch, FAMILIES, repeats=5, check=True, fastxent_budget=2.0, numpy_budget=1.5, torch_budget=3.0,
         peer_repeats=3, n_threads=n_threads, log=lambda m: print(m, flush=True))
     print()
     print(f"check: {CHECK_ROWS} sampled rows, reduction='none', against fastxent.reference "
@@ -546,7 +554,8 @@ def cmd_bench(args):
     batch = Batch.make(args.rows, args.classes, args.positives, np.dtype(args.dtype), args.seed)
     log(_describe_batch(batch, time.perf_counter() - start, n_threads))
     results, grad_out = run_families(
-        fx, batch, families, repeats=repeats, check=False, numpy_budget=numpy_budget,
+        fx, batch, families, repeats=repeats, check=False,
+        fastxent_budget=2.0 if args.quick else 10.0, numpy_budget=numpy_budget,
         torch_budget=torch_budget, peer_repeats=2 if args.quick else 3, n_threads=n_threads,
         log=log)
     copy = copy_bandwidth(batch.logits, grad_out, n_threads, repeats=repeats)
