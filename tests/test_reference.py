@@ -1222,6 +1222,22 @@ def test_extreme_logits_exact_values():
     assert loss == pytest.approx(-((1 - m) ** 4) * np.log(m), rel=1e-14)
 
 
+@pytest.mark.parametrize("clip", [1e-12, 1e-6, 0.05])
+def test_asl_probability_shifting_is_stable_for_confident_negatives(clip):
+    # negative at x = 40: 1 - p_m = sigma(-40) + clip must not be computed as 1 - (p - clip)
+    u = np.exp(-40.0) / (1.0 + np.exp(-40.0))
+    one_minus_pm = u + clip
+    p_m = 1.0 - one_minus_pm       # fine as a factor: p_m is close to 1
+    loss, grad = R.sigmoid_focal_loss(np.array([[40.0]]), np.array([[0.0]]), alpha=None,
+                                      gamma=1.0, gamma_neg=2.0, clip=clip, reduction="sum",
+                                      return_grad=True)
+    assert loss == pytest.approx(-p_m ** 2 * np.log(one_minus_pm), rel=1e-13)
+    # d/dx [-p_m^2 log(1 - p_m)] = s u (-2 p_m log(1 - p_m) + p_m^2 / (1 - p_m))
+    s = 1.0 - u
+    expected = s * u * (-2.0 * p_m * np.log(one_minus_pm) + p_m ** 2 / one_minus_pm)
+    assert grad[0, 0] == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_output_types_and_float32_inputs(family):
     fn, options, forms = FAMILIES[family]
