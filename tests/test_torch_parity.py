@@ -28,6 +28,8 @@ F = torch.nn.functional
 
 from fastxent import reference as R  # noqa: E402
 
+pytestmark = pytest.mark.torch
+
 REDUCTIONS_TORCH = ("none", "sum", "mean")
 LOSS_NAMES = ("softmax_cross_entropy", "softmax_focal_loss", "sigmoid_binary_cross_entropy",
               "sigmoid_focal_loss")
