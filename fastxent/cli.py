@@ -228,7 +228,7 @@ def median_seconds(call, repeats, warmup=1, budget_s=math.inf):
     for _ in range(warmup):
         call()
     times = []
-    while len(times) < max(1, repeats) and sum(times) < budget_s:
+    while len(times) < max(1, repeats) and (not times or sum(times) < budget_s):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)

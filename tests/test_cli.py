@@ -133,7 +133,7 @@ def test_torch_peers_compute_the_same_loss(name):
 
     family = cli.family_by_name(name)
     batch = cli.Batch.make(16, 40, dtype=np.float64, seed=5)
-    torch_loss = float(family.torch_call(torch, batch, batch.n_rows)())
+    torch_loss = family.torch_call(torch, batch, batch.n_rows)().item()
     ref = getattr(fastxent.reference, family.function)(
         batch.logits, batch.targets(family.targets), reduction="mean", **family.kwargs)
     assert torch_loss == pytest.approx(ref, rel=1e-10)
