@@ -40,12 +40,14 @@ $(BENCH_STAMP): $(INSTALL_STAMP)
 	touch $@
 
 # Quick timing table (fastxent vs the NumPy reference and PyTorch, with the machine's copy
-# bandwidth); `make asv` runs the asv suite once on the current environment.
+# bandwidth); `make asv` runs the asv suite once on the current environment
+# (e.g. `make asv ASV_ARGS="-b \"'fastxent'\""` for fastxent alone).
+ASV_ARGS ?=
 bench: $(INSTALL_STAMP)
 	$(BIN)/python -m fastxent bench
 
 asv: $(BENCH_STAMP)
-	cd asv_bench && ../$(BIN)/asv machine --yes && ../$(BIN)/asv run --python=same --quick
+	cd asv_bench && ../$(BIN)/asv machine --yes && ../$(BIN)/asv run --python=same --quick $(ASV_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis

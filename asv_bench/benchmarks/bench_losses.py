@@ -1,10 +1,16 @@
 """asv benchmarks: each loss family's forward + gradient, fastxent next to its peers.
 
-Quick run on the current environment (nothing is built; about a minute or two):
+Quick run on the current environment (nothing is built):
 
     cd asv_bench && asv machine --yes && asv run --python=same --quick
 
 (`asv machine --yes` once per machine, else `asv run` exits 1.) `make asv` does the same.
+That runs one sample of each of the 60 combinations and takes about 10 minutes on a 2-core
+machine, most of it in the NumPy reference (float64, 6-30 s per call at these shapes). A regex
+on ``name(param, ...)`` selects combinations, e.g. fastxent only, or fastxent and PyTorch:
+
+    asv run --python=same --quick -b "'fastxent'"
+    asv run --python=same --quick -b "'fastxent'|'torch'"
 
 Peers: the NumPy reference (fastxent's backend="numpy", float64 work arrays) and PyTorch CPU
 (forward + backward, the formulas of ``fastxent.cli``); a peer that is not available is skipped
