@@ -317,7 +317,8 @@ def _import_api():
             getattr(fastxent.reference, family.function)
         fastxent.MultiLabel
     except (ImportError, AttributeError) as exc:
-        raise SystemExit(f"fastxent: the loss API is not importable in this installation ({exc})")
+        raise SystemExit(f"fastxent: the loss API is not importable in this installation "
+                         f"({exc})")
     return fastxent
 
 
@@ -410,7 +411,8 @@ def _gbps(batch, seconds):
 
 
 def _ms(seconds):
-    return f"{seconds * 1e3:.3g}" if seconds >= 1e-3 else f"{seconds * 1e3:.2g}"
+    ms = seconds * 1e3
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.3g}"
 
 
 def _peer_cells(timing, fastxent_seconds, note):

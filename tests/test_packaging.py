@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent import _synthetic, _version
+from fastxent import _version
 from fastxent._synthetic import POSITIVE_BUMP, make_batch
 
 ROOT = Path(__file__).resolve().parents[1]
