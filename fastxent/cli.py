@@ -524,8 +524,8 @@ def cmd_demo(args):
     print(f"fastxent {fx.__version__} demo")
     print(_describe_batch(batch, made, n_threads), flush=True)
     results, _ = run_families(
-        fx, batch, FAMILIES, repeats=5, check=True, fastxent_budget=2.0, numpy_budget=1.5, torch_budget=3.0,
-        peer_repeats=3, n_threads=n_threads, log=lambda m: print(m, flush=True))
+        fx, batch, FAMILIES, repeats=5, check=True, fastxent_budget=2.0, numpy_budget=1.5,
+        torch_budget=3.0, peer_repeats=3, n_threads=n_threads, log=lambda m: print(m, flush=True))
     print()
     print(f"check: {CHECK_ROWS} sampled rows, reduction='none', against fastxent.reference "
           f"(float64); tolerance: loss rtol {TOLERANCES[batch.logits.dtype][0]:g}, gradient "
