@@ -1,0 +1,822 @@
+"""Every public backend against the float64 oracle ``fastxent.reference``.
+
+Coverage (docs/losses.md is the contract):
+
+* sampled cases: every family x every target form x both dtypes, 8 seeded cases each; inside a
+  group every option value (weights, smoothing, z_loss, pos_weight, gamma, alpha, gamma_neg,
+  clip) and every reduction appears at least twice; every case runs with and without
+  ``return_grad``; outputs' types, dtypes and shapes are checked and no input is modified;
+* ``grad_out`` (written, shared memory), in place (``grad_out=logits``), non-contiguous,
+  read-only and memory-mapped inputs;
+* edge cases: N = 0, C = 1, every row ignored, logits of +-1e4, NaN / inf confined to a row,
+  rows longer than the kernels' 2048-element block, shift invariance, identities between losses;
+* Hypothesis properties: finiteness, non-negativity, row-permutation equivariance.
+
+No timing assertions. Shapes are small (N <= 9, C <= 40) except the block tests (C = 2049, 5000).
+"""
+from __future__ import annotations
+
+import copy
+import zlib
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastxent
+from fastxent import MultiLabel
+from fastxent import reference as R
+
+from conftest import assert_grad_close, assert_loss_close
+
+FAMILIES = ("softmax_cross_entropy", "softmax_focal_loss", "sigmoid_binary_cross_entropy",
+            "sigmoid_focal_loss")
+SOFTMAX = FAMILIES[:2]
+SIGMOID = FAMILIES[2:]
+SOFTMAX_FORMS = ("index", "dense", "multilabel", "csr", "coo")
+SIGMOID_FORMS = ("dense", "multilabel", "csr", "coo")
+SPARSE_FORMS = ("multilabel", "csr", "coo")
+REDUCTIONS = ("none", "sum", "mean", "batchmean")
+DTYPES = (np.float32, np.float64)
+DTYPE_IDS = {np.float32: "f32", np.float64: "f64"}
+
+
+def forms_of(family):
+    return SOFTMAX_FORMS if family in SOFTMAX else SIGMOID_FORMS
+
+
+def family_forms():
+    return [(f, t) for f in FAMILIES for t in forms_of(f)]
+
+
+# Option values each family must see (with every target form and dtype). "vec" = a random
+# per-class (or per-row) array drawn for the case.
+_COMMON = {"class_weight": [None, "vec"], "sample_weight": [None, "vec"],
+           "label_smoothing": [0.0, 0.1]}
+OPTION_VALUES = {
+    "softmax_cross_entropy": dict(_COMMON, z_loss=[0.0, 0.01]),
+    "softmax_focal_loss": dict(_COMMON, gamma=[0.0, 1.0, 2.0, 1.5], alpha=[None, 0.25, "vec"]),
+    "sigmoid_binary_cross_entropy": dict(_COMMON, pos_weight=[None, 2.5, "vec"]),
+    "sigmoid_focal_loss": dict(_COMMON, gamma=[0.0, 1.0, 2.0, 1.5], alpha=[None, 0.25],
+                               gamma_neg=[None, 0.0, 1.0, 4.0], clip=[0.0, 0.05]),
+}
+CASES_PER_GROUP = 8
+
+
+def seed_of(*parts) -> int:
+    return zlib.crc32(repr(parts).encode())
+
+
+def api(family):
+    return getattr(fastxent, family)
+
+
+def ref(family):
+    return getattr(R, family)
+
+
+# ============================================================================================
+# case construction
+# ============================================================================================
+
+def make_targets(rng, family, form, n, c, dense_dtype=np.float64):
+    """Targets of ``form`` for n rows x c classes, with the awkward rows every form has:
+    ignored rows (class indices), all-zero rows (dense), empty rows and zero values (sparse)."""
+    softmax = family in SOFTMAX
+    if form == "index":
+        t = rng.integers(0, c, size=n)
+        t[rng.random(n) < 0.25] = -100
+        return t.astype(rng.choice([np.int64, np.int32]))
+    if form == "dense":
+        if softmax:
+            y = np.zeros((n, c))
+            for i in range(n):
+                kind = rng.integers(0, 3)
+                if kind == 0:
+                    y[i] = rng.dirichlet(np.ones(c))
+                elif kind == 1:                       # need not sum to 1 (PyTorch semantics)
+                    y[i] = rng.random(c) * (rng.random(c) < 0.5)
+                # kind 2: an all-zero row (still counted for dense targets)
+        else:
+            y = rng.random((n, c))
+            y[rng.random((n, c)) < 0.3] = 0.0
+            y[rng.random((n, c)) < 0.2] = 1.0
+            if n:
+                y[rng.integers(0, n)] = 0.0           # one all-zero row
+        return y.astype(dense_dtype)
+    # sparse: lists of positives per row, some rows empty, optional values
+    rows = []
+    for i in range(n):
+        k = int(rng.integers(0, min(c, 4) + 1)) if rng.random() > 0.2 else 0
+        rows.append(np.sort(rng.choice(c, size=k, replace=False)))
+    with_values = bool(rng.random() < 0.6)
+    indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    indices = np.concatenate(rows + [np.zeros(0, dtype=np.int64)]).astype(np.int64)
+    values = None
+    if with_values:
+        values = rng.random(indices.size) * (2.0 if softmax else 1.0)
+        values[rng.random(indices.size) < 0.15] = 0.0     # explicit zero values
+        if softmax and n >= 2 and len(rows[1]):           # a row whose values sum to 0
+            values[indptr[1]:indptr[2]] = 0.0
+    if form == "multilabel":
+        return MultiLabel(indptr, indices, c, values=values)
+    data = np.ones(indices.size) if values is None else values
+    if form == "csr":
+        m = sp.csr_matrix((data, indices, indptr), shape=(n, c))
+        return m if rng.random() < 0.5 else sp.csr_array(m)
+    if form == "coo":
+        r = np.repeat(np.arange(n), np.diff(indptr))
+        cc = indices.copy()
+        if indices.size:                       # a duplicate entry: split one value in two parts
+            j = int(rng.integers(0, indices.size))
+            half = data[j] / 2.0
+            data = np.concatenate([data, [half]])
+            data[j] = half
+            r = np.concatenate([r, [r[j]]])
+            cc = np.concatenate([cc, [cc[j]]])
+        return sp.coo_matrix((data, (r, cc)), shape=(n, c))
+    raise AssertionError(form)
+
+
+def materialise(rng, name, value, n, c):
+    if value != "vec":
+        return value
+    if name == "sample_weight":
+        w = rng.uniform(0.0, 2.0, n)
+        if n > 2:
+            w[1] = 0.0
+        return w
+    if name == "class_weight":
+        return rng.uniform(0.2, 2.0, c)
+    if name == "alpha":
+        return rng.uniform(0.0, 1.0, c)
+    if name == "pos_weight":
+        return rng.uniform(0.5, 3.0, c)
+    raise AssertionError(name)
+
+
+def build_case(family, form, dtype, index, n=None, c=None, scale=3.0):
+    """The ``index``-th case of the (family, form, dtype) group: options cycle through their
+    values (shuffled per group) so every value appears in every group."""
+    grp = np.random.default_rng(seed_of(family, form, DTYPE_IDS[dtype]))
+    rng = np.random.default_rng(seed_of(family, form, DTYPE_IDS[dtype], index))
+    n = int(rng.integers(1, 10)) if n is None else n
+    c = int(rng.integers(2, 41)) if c is None else c
+    kwargs = {}
+    for name, vals in OPTION_VALUES[family].items():
+        order = grp.permutation(np.resize(np.arange(len(vals)), CASES_PER_GROUP))
+        kwargs[name] = materialise(rng, name, vals[order[index % CASES_PER_GROUP]], n, c)
+    red_order = grp.permutation(np.resize(np.arange(4), CASES_PER_GROUP))
+    reduction = REDUCTIONS[red_order[index % CASES_PER_GROUP]]
+    if form == "index" and rng.random() < 0.5:
+        kwargs["ignore_index"] = -1
+    targets = make_targets(rng, family, form, n, c, dense_dtype=dtype)
+    if "ignore_index" in kwargs:
+        targets = np.where(targets == -100, -1, targets).astype(targets.dtype)
+    logits = (rng.standard_normal((n, c)) * scale).astype(dtype)
+    return logits, targets, kwargs, reduction
+
+
+def snapshot(obj):
+    """A deep copy of an input, for the 'never modified' checks."""
+    if sp.issparse(obj):
+        return obj.copy()
+    if isinstance(obj, MultiLabel):
+        return (obj.indptr.copy(), obj.indices.copy(),
+                None if obj.values is None else obj.values.copy())
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    return copy.deepcopy(obj)
+
+
+def assert_unchanged(before, after, what):
+    if sp.issparse(after):
+        assert before.format == after.format, what
+        assert (before != after).nnz == 0, f"{what} was modified"
+        for attr in ("data", "indices", "indptr", "row", "col"):
+            if hasattr(after, attr):
+                assert np.array_equal(getattr(before, attr), getattr(after, attr)), \
+                    f"{what}.{attr} was modified"
+    elif isinstance(after, MultiLabel):
+        assert np.array_equal(before[0], after.indptr) and np.array_equal(before[1],
+                                                                          after.indices)
+        assert (before[2] is None) == (after.values is None)
+        if before[2] is not None:
+            assert np.array_equal(before[2], after.values), f"{what} values were modified"
+    elif isinstance(after, np.ndarray):
+        assert before.dtype == after.dtype and before.shape == after.shape
+        assert np.array_equal(before, after, equal_nan=True), f"{what} was modified"
+    else:
+        assert before == after or (before is None and after is None), what
+
+
+def expected(family, logits, targets, kwargs, reduction):
+    return ref(family)(logits, targets, **kwargs, reduction=reduction, return_grad=True)
+
+
+def check_types(loss, grad, logits, reduction):
+    n, c = logits.shape
+    if reduction == "none":
+        assert isinstance(loss, np.ndarray), type(loss)
+        assert loss.dtype == logits.dtype, (loss.dtype, logits.dtype)
+        assert loss.shape == (n,), loss.shape
+    else:
+        assert type(loss) is float, type(loss)
+    if grad is not None:
+        assert isinstance(grad, np.ndarray)
+        assert grad.dtype == logits.dtype and grad.shape == (n, c), (grad.dtype, grad.shape)
+
+
+def run_and_check(family, backend, logits, targets, kwargs, reduction, grad_kw=None):
+    """Call the API with and without return_grad; check types and values against the
+    reference; return (loss, grad)."""
+    dtype = logits.dtype
+    fn = api(family)
+    e_loss, e_grad = expected(family, logits, targets, kwargs, reduction)
+    loss = fn(logits, targets, **kwargs, reduction=reduction, backend=backend)
+    check_types(loss, None, logits, reduction)
+    assert_loss_close(loss, e_loss, dtype)
+    loss2, grad = fn(logits, targets, **kwargs, reduction=reduction, return_grad=True,
+                     backend=backend, **(grad_kw or {}))
+    check_types(loss2, grad, logits, reduction)
+    assert_loss_close(loss2, e_loss, dtype)
+    assert_grad_close(grad, e_grad, dtype)
+    return loss2, grad
+
+
+# ============================================================================================
+# 1. sampled cases: every family x form x dtype, every option value, every reduction
+# ============================================================================================
+
+SAMPLED = [pytest.param(f, t, d, i, id=f"{f}-{t}-{DTYPE_IDS[d]}-{i}")
+           for f, t in family_forms() for d in DTYPES for i in range(CASES_PER_GROUP)]
+
+
+@pytest.mark.parametrize("family,form,dtype,index", SAMPLED)
+def test_matches_reference(backend, family, form, dtype, index):
+    logits, targets, kwargs, reduction = build_case(family, form, dtype, index)
+    before = {"logits": logits.copy(), "targets": snapshot(targets),
+              **{k: snapshot(v) for k, v in kwargs.items()}}
+    run_and_check(family, backend, logits, targets, kwargs, reduction)
+    assert_unchanged(before["logits"], logits, "logits")
+    assert_unchanged(before["targets"], targets, "targets")
+    for k, v in kwargs.items():
+        assert_unchanged(before[k], v, k)
+
+
+def test_sampled_cases_cover_every_option_value():
+    """The sampler itself: each option value and reduction appears in every group."""
+    for family, form in family_forms():
+        for dtype in DTYPES:
+            seen = {name: set() for name in OPTION_VALUES[family]}
+            reductions = set()
+            for i in range(CASES_PER_GROUP):
+                _, _, kwargs, red = build_case(family, form, dtype, i)
+                reductions.add(red)
+                for name in seen:
+                    v = kwargs[name]
+                    seen[name].add("vec" if isinstance(v, np.ndarray) else v)
+            assert reductions == set(REDUCTIONS)
+            for name, vals in OPTION_VALUES[family].items():
+                assert seen[name] == set(vals), (family, form, dtype, name, seen[name])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_every_reduction_with_every_option_on(backend, family, reduction):
+    """All options at their non-default values at once, each reduction, both dtypes."""
+    for dtype in DTYPES:
+        for form in forms_of(family):
+            rng = np.random.default_rng(seed_of("all-on", family, form, reduction))
+            n, c = 7, 13
+            kwargs = {"class_weight": rng.uniform(0.2, 2, c), "sample_weight": rng.uniform(0, 2, n),
+                      "label_smoothing": 0.15}
+            if family == "softmax_cross_entropy":
+                kwargs["z_loss"] = 0.02
+            elif family == "softmax_focal_loss":
+                kwargs.update(gamma=1.5, alpha=rng.uniform(0, 1, c))
+            elif family == "sigmoid_binary_cross_entropy":
+                kwargs["pos_weight"] = rng.uniform(0.5, 3, c)
+            else:
+                kwargs.update(gamma=1.5, alpha=0.3, gamma_neg=3.0, clip=0.05)
+            targets = make_targets(rng, family, form, n, c, dense_dtype=dtype)
+            logits = (rng.standard_normal((n, c)) * 3).astype(dtype)
+            run_and_check(family, backend, logits, targets, kwargs, reduction)
+
+
+# ============================================================================================
+# 2. grad_out, in place, memory layouts, read-only and memory-mapped inputs
+# ============================================================================================
+
+LAYOUT_CASES = [pytest.param(f, t, d, id=f"{f}-{t}-{DTYPE_IDS[d]}")
+                for f in FAMILIES for t in (("index", "multilabel", "dense") if f in SOFTMAX
+                                            else ("csr", "dense"))
+                for d in DTYPES]
+
+
+@pytest.mark.parametrize("family,form,dtype", LAYOUT_CASES)
+def test_grad_out_is_written(backend, family, form, dtype):
+    for i in range(4):
+        logits, targets, kwargs, _ = build_case(family, form, dtype, i)
+        reduction = REDUCTIONS[i]
+        e_loss, e_grad = expected(family, logits, targets, kwargs, reduction)
+        buf = np.full_like(logits, np.nan)
+        loss, grad = api(family)(logits, targets, **kwargs, reduction=reduction,
+                                 return_grad=True, grad_out=buf, backend=backend)
+        assert np.shares_memory(grad, buf)
+        assert grad.shape == buf.shape and grad.dtype == buf.dtype
+        assert_loss_close(loss, e_loss, dtype)
+        assert_grad_close(buf, e_grad, dtype)
+
+
+@pytest.mark.parametrize("family,form,dtype", LAYOUT_CASES)
+def test_in_place_gradient(backend, family, form, dtype):
+    """grad_out=logits: the gradient overwrites the logits and equals the out-of-place one."""
+    for i in range(4):
+        logits, targets, kwargs, _ = build_case(family, form, dtype, i)
+        reduction = REDUCTIONS[i]
+        fn = api(family)
+        loss_oop, grad_oop = fn(logits, targets, **kwargs, reduction=reduction,
+                                return_grad=True, backend=backend)
+        x = logits.copy()
+        loss, grad = fn(x, targets, **kwargs, reduction=reduction, return_grad=True,
+                        grad_out=x, backend=backend)
+        assert np.shares_memory(grad, x)
+        e_loss, e_grad = expected(family, logits, targets, kwargs, reduction)
+        assert_loss_close(loss, e_loss, dtype)
+        assert_grad_close(x, e_grad, dtype)
+        np.testing.assert_array_equal(np.asarray(loss), np.asarray(loss_oop))
+        np.testing.assert_array_equal(x, grad_oop)
+
+
+def _strided_views(logits):
+    n, c = logits.shape
+    transposed = np.ascontiguousarray(logits.T).T            # F-ordered
+    wide = np.zeros((n, 2 * c), dtype=logits.dtype)
+    wide[:, ::2] = logits
+    strided = wide[:, ::2]                                   # column stride 2
+    tall = np.zeros((2 * n, c), dtype=logits.dtype)
+    tall[::2] = logits
+    rows = tall[::2]                                         # row stride 2
+    rev = np.ascontiguousarray(logits[::-1, ::-1])[::-1, ::-1]   # negative strides
+    return {"transposed": transposed, "col_stride": strided, "row_stride": rows,
+            "reversed": rev}
+
+
+@pytest.mark.parametrize("family,form,dtype", LAYOUT_CASES)
+def test_non_contiguous_logits(backend, family, form, dtype):
+    logits, targets, kwargs, reduction = build_case(family, form, dtype, 0, n=5, c=9)
+    fn = api(family)
+    base = fn(logits, targets, **kwargs, reduction="none", return_grad=True, backend=backend)
+    e_loss, e_grad = expected(family, logits, targets, kwargs, "none")
+    for name, view in _strided_views(logits).items():
+        assert np.array_equal(view, logits)
+        if name != "row_stride":
+            assert not view.flags.c_contiguous, name
+        keep = view.copy()
+        loss, grad = fn(view, targets, **kwargs, reduction="none", return_grad=True,
+                        backend=backend)
+        check_types(loss, grad, logits, "none")
+        assert_loss_close(loss, e_loss, dtype)
+        assert_grad_close(grad, e_grad, dtype)
+        assert_loss_close(loss, base[0], dtype)
+        assert_grad_close(grad, base[1], dtype)
+        assert np.array_equal(view, keep), f"{name} view modified"
+        # a separate grad_out with non-contiguous logits
+        out = np.empty_like(logits)
+        loss, grad = fn(view, targets, **kwargs, reduction="sum", return_grad=True,
+                        grad_out=out, backend=backend)
+        assert np.shares_memory(grad, out)
+        e_sum, e_gsum = expected(family, logits, targets, kwargs, "sum")
+        assert_loss_close(loss, e_sum, dtype)
+        assert_grad_close(out, e_gsum, dtype)
+
+
+def _read_only(obj):
+    if isinstance(obj, np.ndarray):
+        obj = obj.copy()
+        obj.setflags(write=False)
+    elif sp.issparse(obj):
+        obj = obj.copy()
+        for attr in ("data", "indices", "indptr", "row", "col", "coords"):
+            a = getattr(obj, attr, None)
+            if isinstance(a, np.ndarray):
+                a.setflags(write=False)
+    return obj
+
+
+@pytest.mark.parametrize("family,form,dtype", LAYOUT_CASES)
+def test_read_only_inputs(backend, family, form, dtype):
+    logits, targets, kwargs, reduction = build_case(family, form, dtype, 1, n=6, c=11)
+    e_loss, e_grad = expected(family, logits, targets, kwargs, reduction)
+    ro_logits = _read_only(logits)
+    ro_targets = _read_only(targets)
+    ro_kwargs = {k: _read_only(v) for k, v in kwargs.items()}
+    assert not ro_logits.flags.writeable
+    loss, grad = api(family)(ro_logits, ro_targets, **ro_kwargs, reduction=reduction,
+                             return_grad=True, backend=backend)
+    check_types(loss, grad, logits, reduction)
+    assert_loss_close(loss, e_loss, dtype)
+    assert_grad_close(grad, e_grad, dtype)
+    loss = api(family)(ro_logits, ro_targets, **ro_kwargs, reduction=reduction, backend=backend)
+    assert_loss_close(loss, e_loss, dtype)
+
+
+@pytest.mark.parametrize("family,form,dtype", LAYOUT_CASES)
+def test_memmapped_read_only_inputs(backend, family, form, dtype, tmp_path):
+    logits, targets, kwargs, reduction = build_case(family, form, dtype, 2, n=6, c=11)
+    e_loss, e_grad = expected(family, logits, targets, kwargs, reduction)
+    np.save(tmp_path / "logits.npy", logits)
+    mm = np.load(tmp_path / "logits.npy", mmap_mode="r")
+    assert isinstance(mm, np.memmap) and not mm.flags.writeable
+    if isinstance(targets, np.ndarray):
+        np.save(tmp_path / "targets.npy", targets)
+        targets = np.load(tmp_path / "targets.npy", mmap_mode="r")
+    loss, grad = api(family)(mm, targets, **kwargs, reduction=reduction, return_grad=True,
+                             backend=backend)
+    check_types(loss, grad, logits, reduction)
+    assert not isinstance(grad, np.memmap) or not np.shares_memory(grad, mm)
+    assert_loss_close(loss, e_loss, dtype)
+    assert_grad_close(grad, e_grad, dtype)
+    assert np.array_equal(np.asarray(mm), logits)
+
+
+# ============================================================================================
+# 3. edge cases
+# ============================================================================================
+
+def _empty_targets(family, form, c):
+    rng = np.random.default_rng(0)
+    return make_targets(rng, family, form, 0, c)
+
+
+@pytest.mark.parametrize("family,form", [pytest.param(f, t, id=f"{f}-{t}")
+                                         for f, t in family_forms()])
+def test_zero_rows(backend, family, form):
+    c = 5
+    for dtype in DTYPES:
+        logits = np.zeros((0, c), dtype=dtype)
+        targets = _empty_targets(family, form, c)
+        for reduction in REDUCTIONS:
+            for kw in ({}, {"sample_weight": np.zeros(0), "class_weight": np.ones(c)}):
+                loss = api(family)(logits, targets, **kw, reduction=reduction, backend=backend)
+                loss2, grad = api(family)(logits, targets, **kw, reduction=reduction,
+                                          return_grad=True, backend=backend)
+                check_types(loss, grad, logits, reduction)
+                check_types(loss2, grad, logits, reduction)
+                if reduction == "none":
+                    assert loss.shape == (0,) and loss2.shape == (0,)
+                else:
+                    assert loss == 0.0 and loss2 == 0.0
+                assert grad.shape == (0, c)
+
+
+@pytest.mark.parametrize("family,form", [pytest.param(f, t, id=f"{f}-{t}")
+                                         for f, t in family_forms()])
+def test_one_class(backend, family, form):
+    for dtype in DTYPES:
+        for i in range(4):
+            logits, targets, kwargs, _ = build_case(family, form, dtype, i, n=5, c=1)
+            run_and_check(family, backend, logits, targets, kwargs, REDUCTIONS[i])
+
+
+def _all_skipped_cases(family, n, c):
+    """Softmax targets whose every row is skipped (mean denominator D = 0)."""
+    ml_empty = MultiLabel(np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), c)
+    zero_vals = MultiLabel(np.arange(n + 1), np.zeros(n, dtype=np.int64), c, values=np.zeros(n))
+    return {
+        "ignored": (np.full(n, -100), {}),
+        "ignored_custom": (np.full(n, 3), {"ignore_index": 3}),
+        "empty_rows": (ml_empty, {}),
+        "zero_values": (zero_vals, {}),
+        "csr_empty": (sp.csr_matrix((n, c)), {}),
+        "zero_sample_weight": (np.arange(n) % c, {"sample_weight": np.zeros(n)}),
+        "zero_class_weight": (np.zeros(n, dtype=np.int64), {"class_weight": np.r_[0.0, np.ones(c - 1)]}),
+    }
+
+
+@pytest.mark.parametrize("family", SOFTMAX)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS.get)
+def test_every_row_ignored(backend, family, dtype):
+    n, c = 4, 6
+    logits = np.random.default_rng(1).standard_normal((n, c)).astype(dtype)
+    for name, (targets, kw) in _all_skipped_cases(family, n, c).items():
+        for smoothing in (0.0, 0.2):
+            for reduction in REDUCTIONS:
+                loss, grad = api(family)(logits, targets, **kw, label_smoothing=smoothing,
+                                         reduction=reduction, return_grad=True,
+                                         backend=backend)
+                check_types(loss, grad, logits, reduction)
+                if reduction == "mean" or name not in ("zero_sample_weight",
+                                                       "zero_class_weight"):
+                    assert np.all(np.asarray(loss) == 0.0), (name, reduction, loss)
+                    assert np.all(grad == 0.0), (name, reduction)
+                e_loss, e_grad = expected(family, logits, targets,
+                                          dict(kw, label_smoothing=smoothing), reduction)
+                assert_loss_close(loss, e_loss, dtype)
+                assert_grad_close(grad, e_grad, dtype)
+
+
+def _extreme_logits(rng, n, c, dtype, mixed):
+    x = rng.choice([-1e4, 1e4], size=(n, c))
+    if mixed:
+        ordinary = rng.standard_normal((n, c)) * 3
+        x = np.where(rng.random((n, c)) < 0.5, x, ordinary)
+    x[0, :] = 1e4                       # a row of ties at +1e4
+    if n > 1:
+        x[1, :] = -1e4                  # a row of ties at -1e4
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("family,form", [pytest.param(f, t, id=f"{f}-{t}")
+                                         for f, t in family_forms()])
+@pytest.mark.parametrize("mixed", [False, True], ids=["pm1e4", "mixed"])
+def test_extreme_logits(backend, family, form, mixed):
+    for dtype in DTYPES:
+        for i in range(3):
+            logits, targets, kwargs, _ = build_case(family, form, dtype, i, n=6, c=9)
+            rng = np.random.default_rng(seed_of("extreme", family, form, mixed, i))
+            logits = _extreme_logits(rng, 6, 9, dtype, mixed)
+            reduction = REDUCTIONS[i]
+            loss, grad = run_and_check(family, backend, logits, targets, kwargs, reduction)
+            assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("family,form", [pytest.param(f, t, id=f"{f}-{t}")
+                                         for f, t in family_forms()])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_non_finite_logits_confined_to_their_row(backend, family, form, bad):
+    for dtype in DTYPES:
+        logits, targets, kwargs, _ = build_case(family, form, dtype, 3, n=6, c=7)
+        e_loss, e_grad = expected(family, logits, targets, kwargs, "none")
+        x = logits.copy()
+        x[2, 4] = bad
+        if np.isnan(bad):
+            x[4, :] = np.nan                         # a row of NaN only
+        loss, grad = api(family)(x, targets, **kwargs, reduction="none", return_grad=True,
+                                 backend=backend)
+        check_types(loss, grad, logits, "none")
+        good = np.ones(6, dtype=bool)
+        good[2] = good[4] = False
+        if not np.isnan(bad):
+            good[4] = True
+        assert np.all(np.isfinite(loss[good])) and np.all(np.isfinite(grad[good]))
+        assert_loss_close(loss[good], e_loss[good], dtype)
+        assert_grad_close(grad[good], e_grad[good], dtype)
+        # the scalar reductions neither crash nor raise
+        for reduction in ("sum", "mean", "batchmean"):
+            out = api(family)(x, targets, **kwargs, reduction=reduction, return_grad=True,
+                              backend=backend)
+            assert type(out[0]) is float
+
+
+def _long_rows(rng, c, dtype):
+    """Rows whose maximum sits in different blocks of 2048 elements."""
+    n = 5
+    x = rng.standard_normal((n, c)) * 2
+    x[0] = np.linspace(-20, 20, c)              # increasing: the max moves in every block
+    x[1] = np.linspace(20, -20, c)              # decreasing: max in the first block
+    x[2, 2048 % c] += 30                        # spike at the first element of block 2
+    x[3, c - 1] += 40                           # spike at the very last element
+    x[4, 2047 % c] += 25                        # spike at the last element of block 1
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("c", [2049, 5000])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rows_longer_than_a_block(backend, family, c):
+    for dtype in DTYPES:
+        for form in (("index", "dense", "multilabel") if family in SOFTMAX
+                     else ("dense", "multilabel")):
+            rng = np.random.default_rng(seed_of("long", family, c, form))
+            logits = _long_rows(rng, c, dtype)
+            targets = make_targets(rng, family, form, 5, c, dense_dtype=dtype)
+            if form == "index":
+                targets = np.array([c - 1, 0, 2048 % c, 5, -100])
+            for smoothing, reduction in ((0.0, "none"), (0.1, "sum")):
+                kwargs = {"label_smoothing": smoothing}
+                if family in ("softmax_focal_loss", "sigmoid_focal_loss"):
+                    kwargs["gamma"] = 1.5
+                run_and_check(family, backend, logits, targets, kwargs, reduction)
+
+
+@pytest.mark.parametrize("family", SOFTMAX)
+@pytest.mark.parametrize("form", SOFTMAX_FORMS)
+def test_softmax_shift_invariance(backend, family, form):
+    dtype = np.float64
+    for i in range(3):
+        logits, targets, kwargs, _ = build_case(family, form, dtype, i, n=6, c=12)
+        kwargs.pop("z_loss", None)            # z_loss * lse**2 is not shift invariant
+        shift = np.linspace(1000.0, 1005.0, 6)[:, None]
+        shifted = logits + shift
+        fn = api(family)
+        base_loss, base_grad = fn(logits, targets, **kwargs, reduction="none",
+                                  return_grad=True, backend=backend)
+        loss, grad = run_and_check(family, backend, shifted, targets, kwargs, "none")
+        # shifting by ~1000 rounds the logits by ~1e-13: compare with that slack
+        np.testing.assert_allclose(loss, base_loss, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(grad, base_grad, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("form", SIGMOID_FORMS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS.get)
+def test_sigmoid_focal_gamma0_is_bce(backend, form, dtype):
+    for i in range(4):
+        logits, targets, kwargs, _ = build_case("sigmoid_binary_cross_entropy", form, dtype, i)
+        kwargs.pop("pos_weight")
+        reduction = REDUCTIONS[i]
+        bce = fastxent.sigmoid_binary_cross_entropy(logits, targets, **kwargs,
+                                                    reduction=reduction, return_grad=True,
+                                                    backend=backend)
+        foc = fastxent.sigmoid_focal_loss(logits, targets, **kwargs, gamma=0.0, alpha=None,
+                                          reduction=reduction, return_grad=True,
+                                          backend=backend)
+        assert_loss_close(foc[0], bce[0], dtype)
+        assert_grad_close(foc[1], bce[1], dtype)
+
+
+@pytest.mark.parametrize("form", SOFTMAX_FORMS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS.get)
+def test_softmax_focal_gamma0_is_cross_entropy(backend, form, dtype):
+    for i in range(4):
+        logits, targets, kwargs, _ = build_case("softmax_cross_entropy", form, dtype, i)
+        kwargs.pop("z_loss")
+        reduction = REDUCTIONS[i]
+        ce = fastxent.softmax_cross_entropy(logits, targets, **kwargs, reduction=reduction,
+                                            return_grad=True, backend=backend)
+        foc = fastxent.softmax_focal_loss(logits, targets, **kwargs, gamma=0.0, alpha=None,
+                                          reduction=reduction, return_grad=True,
+                                          backend=backend)
+        assert_loss_close(foc[0], ce[0], dtype)
+        assert_grad_close(foc[1], ce[1], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS.get)
+@pytest.mark.parametrize("soft", [False, True], ids=["index", "soft"])
+def test_two_class_softmax_is_bce_on_the_difference(backend, dtype, soft):
+    rng = np.random.default_rng(seed_of("2class", soft))
+    n = 9
+    x = rng.standard_normal((n, 2)) * 4
+    if dtype == np.float32:
+        x[:, 0] = 0.0                      # keeps x1 - x0 exact in float32
+    x = x.astype(dtype)
+    d = (x[:, 1:] - x[:, :1]).astype(dtype)
+    if soft:
+        p1 = rng.random(n)
+        p1[:3] = [0.0, 1.0, 0.5]
+        t_soft = np.stack([1 - p1, p1], axis=1).astype(dtype)
+        t_bce = p1[:, None].astype(dtype)
+        t_ce = t_soft
+    else:
+        t_ce = rng.integers(0, 2, n)
+        t_bce = t_ce[:, None].astype(dtype)
+    for smoothing in (0.0, 0.2):
+        for reduction in REDUCTIONS:
+            ce, gce = fastxent.softmax_cross_entropy(x, t_ce, label_smoothing=smoothing,
+                                                     reduction=reduction, return_grad=True,
+                                                     backend=backend)
+            bce, gb = fastxent.sigmoid_binary_cross_entropy(d, t_bce, label_smoothing=smoothing,
+                                                            reduction=reduction,
+                                                            return_grad=True, backend=backend)
+            assert_loss_close(ce, bce, dtype)
+            assert_grad_close(gce[:, 1:], gb, dtype)
+            assert_grad_close(gce[:, :1], -gb, dtype)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dense_targets_of_another_dtype(backend, family):
+    """Dense targets need not have the logits' dtype (float32 <-> float64; 0/1 integers and
+    booleans for the sigmoid family)."""
+    rng = np.random.default_rng(seed_of("tdtype", family))
+    n, c = 6, 10
+    for dtype in DTYPES:
+        logits = (rng.standard_normal((n, c)) * 3).astype(dtype)
+        y = make_targets(rng, family, "dense", n, c)
+        other = np.float64 if dtype == np.float32 else np.float32
+        variants = [y.astype(other)]
+        if family in SIGMOID:
+            hard = rng.random((n, c)) < 0.3
+            variants += [hard, hard.astype(np.uint8), hard.astype(np.int64)]
+        for targets in variants:
+            for reduction in ("none", "mean"):
+                run_and_check(family, backend, logits, targets, {"label_smoothing": 0.1},
+                              reduction)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_auto_backend_matches_reference(family):
+    """backend='auto' (the default) is one of the available backends and agrees with them."""
+    logits, targets, kwargs, reduction = build_case(family, "dense", np.float64, 0)
+    run_and_check(family, "auto", logits, targets, kwargs, reduction)
+
+
+# ============================================================================================
+# 4. Hypothesis properties
+# ============================================================================================
+
+def _family_kwargs(family, draw_opts, c):
+    kwargs = {"label_smoothing": draw_opts["eps"]}
+    if family == "softmax_cross_entropy":
+        kwargs["z_loss"] = draw_opts["z"]
+    elif family == "softmax_focal_loss":
+        kwargs.update(gamma=draw_opts["gamma"], alpha=draw_opts["alpha"])
+    elif family == "sigmoid_binary_cross_entropy":
+        kwargs["pos_weight"] = draw_opts["pw"]
+    else:
+        kwargs.update(gamma=draw_opts["gamma"], alpha=draw_opts["alpha"],
+                      gamma_neg=draw_opts["gneg"], clip=draw_opts["clip"])
+    return kwargs
+
+
+@st.composite
+def property_cases(draw, family):
+    dtype = draw(st.sampled_from(DTYPES))
+    n = draw(st.integers(1, 6))
+    c = draw(st.integers(1, 10))
+    width = 32 if dtype == np.float32 else 64
+    element = st.one_of(st.floats(-30, 30, width=width),
+                        st.sampled_from([-1e4, 1e4, 0.0, -0.0, 88.0, -88.0, 700.0]))
+    flat = draw(st.lists(element, min_size=n * c, max_size=n * c))
+    logits = np.array(flat, dtype=dtype).reshape(n, c)
+    form = draw(st.sampled_from(forms_of(family)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    opts = {"eps": draw(st.sampled_from([0.0, 0.1])), "z": draw(st.sampled_from([0.0, 1e-3])),
+            "gamma": draw(st.sampled_from([0.0, 1.0, 2.0, 1.5])),
+            "alpha": draw(st.sampled_from([None, 0.25])),
+            "pw": draw(st.sampled_from([None, 3.0])),
+            "gneg": draw(st.sampled_from([None, 0.0, 4.0])),
+            "clip": draw(st.sampled_from([0.0, 0.05]))}
+    rng = np.random.default_rng(seed)
+    targets = make_targets(rng, family, form, n, c, dense_dtype=dtype)
+    kwargs = _family_kwargs(family, opts, c)
+    if draw(st.booleans()):
+        kwargs["sample_weight"] = rng.uniform(0, 2, n)
+    if draw(st.booleans()):
+        kwargs["class_weight"] = rng.uniform(0.1, 2, c)
+    return logits, targets, kwargs, rng.permutation(n)
+
+
+PROPERTY_SETTINGS = settings(max_examples=50, deadline=None, derandomize=True,
+                             suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                    HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_property_finite_and_nonnegative(backend, family):
+    @PROPERTY_SETTINGS
+    @given(case=property_cases(family))
+    def check(case):
+        logits, targets, kwargs, _ = case
+        tiny = 1e-6 if logits.dtype == np.float32 else 1e-13
+        loss, grad = api(family)(logits, targets, **kwargs, reduction="none",
+                                 return_grad=True, backend=backend)
+        assert np.all(np.isfinite(loss)), loss
+        assert np.all(np.isfinite(grad))
+        assert np.all(loss >= -tiny * np.maximum(1.0, np.abs(loss).max())), loss
+        for reduction in ("sum", "mean", "batchmean"):
+            value, g = api(family)(logits, targets, **kwargs, reduction=reduction,
+                                   return_grad=True, backend=backend)
+            assert np.isfinite(value) and value >= -tiny * max(1.0, abs(value))
+            assert np.all(np.isfinite(g))
+    check()
+
+
+def _permute_targets(targets, perm):
+    if isinstance(targets, MultiLabel):
+        ip, ind, val = targets.indptr, targets.indices, targets.values
+        rows = [np.arange(ip[i], ip[i + 1]) for i in perm]
+        take = np.concatenate(rows + [np.zeros(0, dtype=np.int64)]).astype(np.int64)
+        indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)
+        return MultiLabel(indptr, ind[take], targets.n_classes,
+                          values=None if val is None else val[take])
+    if sp.issparse(targets):
+        return sp.csr_matrix(targets)[perm]
+    return targets[perm]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_property_row_permutation(backend, family):
+    @PROPERTY_SETTINGS
+    @given(case=property_cases(family))
+    def check(case):
+        logits, targets, kwargs, perm = case
+        dtype = logits.dtype
+        pk = dict(kwargs)
+        if "sample_weight" in pk:
+            pk["sample_weight"] = pk["sample_weight"][perm]
+        p_targets = _permute_targets(targets, perm)
+        fn = api(family)
+        loss, grad = fn(logits, targets, **kwargs, reduction="none", return_grad=True,
+                        backend=backend)
+        p_loss, p_grad = fn(logits[perm], p_targets, **pk, reduction="none",
+                            return_grad=True, backend=backend)
+        assert_loss_close(p_loss, loss[perm], dtype)
+        assert_grad_close(p_grad, grad[perm], dtype)
+        for reduction in ("sum", "mean", "batchmean"):
+            s = fn(logits, targets, **kwargs, reduction=reduction, backend=backend)
+            ps = fn(logits[perm], p_targets, **pk, reduction=reduction, backend=backend)
+            assert_loss_close(ps, s, dtype)
+    check()
