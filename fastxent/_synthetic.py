@@ -150,9 +150,11 @@ def _fill_missing_exactly(rng, keys, counts, cdf, class_of_rank, n_classes):
     for row in np.flatnonzero(have < counts):
         taken = keys[(keys >= row * n_classes) & (keys < (row + 1) * n_classes)] % n_classes
         free = np.setdiff1d(np.arange(n_classes), taken)
+        need = counts[row] - have[row]
         p = weight_of_class[free]
-        p = p / p.sum() if p.sum() > 0 else None
-        chosen = rng.choice(free, size=counts[row] - have[row], replace=False, p=p)
+        # weights that underflowed to 0 (huge exponents) cannot be drawn: then draw uniformly
+        p = p / p.sum() if np.count_nonzero(p) >= need else None
+        chosen = rng.choice(free, size=need, replace=False, p=p)
         extra.append(row * n_classes + chosen.astype(np.int64))
     return np.unique(np.concatenate([keys, *extra]))
 
