@@ -543,7 +543,8 @@ def _all_skipped_cases(family, n, c):
         "zero_values": (zero_vals, {}),
         "csr_empty": (sp.csr_matrix((n, c)), {}),
         "zero_sample_weight": (np.arange(n) % c, {"sample_weight": np.zeros(n)}),
-        "zero_class_weight": (np.zeros(n, dtype=np.int64), {"class_weight": np.r_[0.0, np.ones(c - 1)]}),
+        "zero_class_weight": (np.zeros(n, dtype=np.int64),
+                              {"class_weight": np.r_[0.0, np.ones(c - 1)]}),
     }
 
 
