@@ -12,10 +12,13 @@ primitive              meaning (float64: exactly this)  float32 in the Numba CPU
 =====================  ===============================  ===============================================
 ``cast_like(x, c)``    the constant ``c`` in x's type   ``float32(c)`` (keeps float32 math in float32)
 ``exp(x)``             ``math.exp``                     ``exp_poly``: max relative error 4e-7
+``exp_nonpos(x)``      ``math.exp`` for x <= 0          ``exp_nonpos_poly``: max relative error 4e-7
 ``log(x)``             ``math.log``                     ``log_poly``: max absolute error 3e-7 for
                                                         x in [0.5, 2], relative 2e-7 elsewhere
 ``log1p_unit(e)``      ``math.log1p`` on [0, 1]         ``log1p_series``: max relative error 2e-7
 ``neg_expm1(t)``       ``-math.expm1(-t)``, t >= 0      ``neg_expm1_poly``: max relative error 4e-7
+``fence(x)``           ``x``                            ``llvm.arithmetic.fence``
+``rint(t)``            a nearest integer, as a float    int32 round trip
 ``exp2i(k, like)``     ``2.0 ** k`` (k integral)        bit construction of the exponent field
 ``split_exponent(x)``  ``x = m * 2**e``, m in            bit extraction
                        [sqrt(1/2), sqrt(2))
@@ -47,6 +50,13 @@ def exp(x):
     return math.exp(x)
 
 
+def exp_nonpos(x):
+    """``exp(x)`` for ``x <= 0`` (or NaN): every exponential the losses take has such an
+    argument (``x - max``, ``-|x|``, ``g log q`` with q <= 1), which makes the float32 version
+    cheaper than a general exp."""
+    return math.exp(x)
+
+
 def log(x):
     return math.log(x)
 
@@ -59,6 +69,17 @@ def log1p_unit(e):
 def neg_expm1(t):
     """``1 - exp(-t)`` for ``t >= 0``, without cancellation near 0."""
     return -math.expm1(-t)
+
+
+def fence(x):
+    """``x`` itself; compiled code may not reassociate arithmetic across it (fast-math
+    reassociation would otherwise turn ``(m - x) + log_s`` into ``(m + log_s) - x``)."""
+    return x
+
+
+def rint(t):
+    """A nearest integer to ``t`` (``|t| < 2**31``), as a float of t's type."""
+    return float(round(t))
 
 
 def exp2i(k, like):
@@ -91,9 +112,8 @@ def exp_poly(x):
     xc = x if x > lo else lo
     xc = xc if xc < hi else hi
     t = xc * cast_like(x, LOG2E)
-    k = float(int(t + (half if t >= 0 else -half)))       # round to nearest
-    kf = cast_like(x, k)
-    r = (xc - kf * cast_like(x, 0.693359375)) - kf * cast_like(x, -2.12194440e-4)  # Cody-Waite
+    kf = rint(t)
+    r = fence(xc - kf * cast_like(x, 0.693359375)) - kf * cast_like(x, -2.12194440e-4)  # Cody-Waite
     p = cast_like(x, 1.0 / 5040.0)
     p = p * r + cast_like(x, 1.0 / 720.0)
     p = p * r + cast_like(x, 1.0 / 120.0)
@@ -105,6 +125,24 @@ def exp_poly(x):
     res = p * exp2i(kf - cast_like(x, 1.0), x) * cast_like(x, 2.0)
     res = res if x >= lo else cast_like(x, 0.0)
     res = res if x <= hi else cast_like(x, math.inf)
+    return res if x == x else x
+
+
+def exp_nonpos_poly(x):
+    """exp(x) for x <= 0 or NaN: ``exp_poly`` without the overflow side. x < -86.64 gives 0."""
+    lo = cast_like(x, -86.64315)      # -125 ln2: keeps 2**k a normal number
+    xc = x if x > lo else lo
+    kf = rint(xc * cast_like(x, LOG2E))
+    r = fence(xc - kf * cast_like(x, 0.693359375)) - kf * cast_like(x, -2.12194440e-4)  # Cody-Waite
+    p = cast_like(x, 1.0 / 5040.0)
+    p = p * r + cast_like(x, 1.0 / 720.0)
+    p = p * r + cast_like(x, 1.0 / 120.0)
+    p = p * r + cast_like(x, 1.0 / 24.0)
+    p = p * r + cast_like(x, 1.0 / 6.0)
+    p = p * r + cast_like(x, 0.5)
+    p = p * r + cast_like(x, 1.0)
+    p = p * r + cast_like(x, 1.0)
+    res = p * exp2i(kf, x) if x >= lo else cast_like(x, 0.0)
     return res if x == x else x
 
 
@@ -138,8 +176,8 @@ def log_poly(x):
     m, e = split_exponent(xs)
     e = e - cast_like(x, 24.0) if sub else e
     one = cast_like(x, 1.0)
-    res = e * cast_like(x, 0.693359375) + (_atanh_series((m - one) / (m + one))
-                                            + e * cast_like(x, -2.12194440e-4))
+    res = e * cast_like(x, 0.693359375) + fence(_atanh_series((m - one) / (m + one))
+                                                  + e * cast_like(x, -2.12194440e-4))
     res = res if x > cast_like(x, 0.0) else (cast_like(x, -math.inf) if x == cast_like(x, 0.0)
                                              else cast_like(x, math.nan))
     res = res if x < cast_like(x, math.inf) else x
@@ -157,7 +195,7 @@ def neg_expm1_poly(t):
     p = p * u + cast_like(t, 0.5)
     p = p * u + cast_like(t, 1.0)
     small = -(p * u)
-    return small if t < cast_like(t, 0.34657359) else cast_like(t, 1.0) - exp(u)
+    return small if t < cast_like(t, 0.34657359) else cast_like(t, 1.0) - exp_nonpos(u)
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,7 +206,7 @@ def softplus_pair(x):
     """``(softplus(x), softplus(-x), sigmoid(x), sigmoid(-x))`` from one exp and one log1p."""
     zero = cast_like(x, 0.0)
     one = cast_like(x, 1.0)
-    e = exp(-abs(x))                     # in (0, 1]
+    e = exp_nonpos(-abs(x))              # in (0, 1]
     l1p = log1p_unit(e)
     inv = one / (one + e)
     big = inv                            # sigmoid(|x|)
@@ -195,12 +233,15 @@ def focal_pow(q, g):
     """``q ** g`` for ``q >= 0``, with ``0 ** 0 = 1``; exact for g = 1 and 2."""
     zero = cast_like(q, 0.0)
     one = cast_like(q, 1.0)
-    general = exp(g * log(q)) if q > zero else (one if g == zero else zero)
     if g == cast_like(q, 2.0):
-        return q * q
-    if g == one:
-        return q
-    return general
+        res = q * q
+    elif g == one:
+        res = q
+    elif q > zero:
+        res = exp_nonpos(g * log(q))     # q <= 1
+    else:
+        res = one if g == zero else zero
+    return res
 
 
 def focal_term(x, y, gamma, gamma_neg, clip, alpha):
@@ -244,7 +285,7 @@ def softmax_focal_term(gap, gamma):
     ``d f / d x_j = h * (p_j - [j == c])``."""
     zero = cast_like(gap, 0.0)
     q = neg_expm1(gap)                                 # 1 - p, accurate when p -> 1
-    p = exp(-gap)
+    p = exp_nonpos(-gap)
     t = focal_pow(q, gamma)
     ratio = gamma * p * gap / q if q > zero else zero
     return t * gap, t * (ratio + cast_like(gap, 1.0))

@@ -1,6 +1,6 @@
 """Tests of the float64 NumPy oracle ``fastxent.reference`` itself.
 
-(a) golden vectors (``/work/shared/reference/golden_vectors.json``, embedded below as ``GOLDEN``
+(a) golden vectors (``../shared/reference/golden_vectors.json``, embedded below as ``GOLDEN``
     so the suite is self-contained; ``test_embedded_golden_vectors_match_shared_json`` checks the
     copy against the shared file when it is present). Every one of the 42 vectors is either used
     here or listed in ``LEFT_OUT`` with the reason.
@@ -23,7 +23,9 @@ import scipy.sparse as sp
 
 from fastxent import reference as R
 
-GOLDEN_JSON = "/work/shared/reference/golden_vectors.json"
+# the project's shared reference folder sits beside the repository (../shared), in CI too
+GOLDEN_JSON = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "shared", "reference", "golden_vectors.json")
 REDUCTIONS = ("none", "sum", "mean", "batchmean")
 
 

@@ -18,6 +18,9 @@ from ... import _math
 # Kernels use a subset of fast-math flags that keeps inf/NaN semantics (no nnan, ninf):
 # reassociation lets LLVM vectorise the long sums; contraction gives FMAs.
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+#: Options of every kernel: float division without Python's ZeroDivisionError check (which
+#: blocks vectorisation); 0/0 gives NaN and x/0 gives inf as in IEEE arithmetic.
+JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 
 
 @intrinsic
@@ -40,6 +43,19 @@ def _bits_from_f32(typingctx, value):
     return types.int32(types.float32), codegen
 
 
+@intrinsic
+def _arithmetic_fence(typingctx, value):
+    if not isinstance(value, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        llty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.arithmetic.fence", [llty],
+                                              ir.FunctionType(llty, [llty]))
+        return builder.call(fn, [args[0]])
+    return value(value), codegen
+
+
 def _is32(ty):
     return ty == types.float32
 
@@ -54,11 +70,30 @@ def _cast_like(x, c):
         return impl
 
 
+@overload(_math.fence, inline="always")
+def _fence(x):
+    if isinstance(x, types.Float):
+        return lambda x: _arithmetic_fence(x)
+
+
+@overload(_math.rint, inline="always")
+def _rint(t):
+    if _is32(t):
+        def impl(t):
+            return types.float32(types.int32(t + (types.float32(0.5) if t >= types.float32(0.0)
+                                                  else types.float32(-0.5))))
+        return impl
+    if isinstance(t, types.Float):
+        return lambda t: float(round(t))
+
+
 @overload(_math.exp2i, inline="always")
 def _exp2i(k, like):
     if _is32(like):
         def impl(k, like):
-            return _f32_from_bits(types.int32((int(k) + 127) << 23))
+            # (k + 127) * 2**23 is exact in float32: the biased exponent moved into place
+            return _f32_from_bits(types.int32((k + types.float32(127.0))
+                                              * types.float32(8388608.0)))
         return impl
     if isinstance(like, types.Float):
         return lambda k, like: math.ldexp(1.0, int(k))
@@ -90,13 +125,24 @@ def _dtype_dispatch(name, f32_impl, f64_impl):
 
 
 _dtype_dispatch("exp", lambda x: _math.exp_poly(x), lambda x: math.exp(x))
+_dtype_dispatch("exp_nonpos", lambda x: _math.exp_nonpos_poly(x), lambda x: math.exp(x))
 _dtype_dispatch("log", lambda x: _math.log_poly(x), lambda x: math.log(x))
 _dtype_dispatch("log1p_unit", lambda x: _math.log1p_series(x), lambda x: math.log1p(x))
 _dtype_dispatch("neg_expm1", lambda x: _math.neg_expm1_poly(x), lambda x: -math.expm1(-x))
 
-_PRIMITIVES = {"cast_like", "exp", "log", "log1p_unit", "neg_expm1", "exp2i", "split_exponent"}
+_PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "log", "log1p_unit",
+               "neg_expm1", "exp2i", "split_exponent"}
+# The polynomial leaves are inlined into every loop that calls them (so the loops vectorise).
+# The larger formulas are compiled once per signature and called: inlining them everywhere made
+# Numba's compile time explode (minutes per kernel), which is the price this version avoids.
+_INLINED = {"exp_poly", "exp_nonpos_poly", "log_poly", "log1p_series", "_atanh_series",
+            "neg_expm1_poly"}
+_CALLEE_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy")
 for _name in dir(_math):
     _obj = getattr(_math, _name)
     if callable(_obj) and getattr(_obj, "__module__", None) == _math.__name__ \
             and _name not in _PRIMITIVES:
-        register_jitable(_obj)
+        if _name in _INLINED:
+            register_jitable(inline="always", **_CALLEE_OPTIONS)(_obj)
+        else:
+            register_jitable(**_CALLEE_OPTIONS)(_obj)

@@ -19,7 +19,8 @@ def run(job):
     row_loss = np.empty(n_rows, dtype=np.float64)
     if n_rows == 0:
         return row_loss
-    grad = job.grad if job.grad is not None else np.empty((0, n_classes), dtype=logits.dtype)
+    want_grad = job.grad is not None
+    grad = job.grad if want_grad else np.empty((1, 0), dtype=logits.dtype)
     cw = _or_empty(job.class_weight)
     sw = _or_empty(job.sample_weight)
     sparse = job.kind == "sparse"
@@ -32,16 +33,16 @@ def run(job):
         options = (job.label_smoothing, job.z_loss, job.grad_scale, cw_sum)
         if sparse:
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
-                                row_loss, grad)
+                                row_loss, grad, want_grad, pos_buf)
         else:
-            softmax_xent_dense(logits, job.dense, cw, sw, options, row_loss, grad)
+            softmax_xent_dense(logits, job.dense, cw, sw, options, row_loss, grad, want_grad)
     elif family == "softmax_focal":
         options = (job.label_smoothing, job.gamma, job.grad_scale)
         if sparse:
             softmax_focal_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
-                                 row_loss, grad, pos_buf)
+                                 row_loss, grad, want_grad, pos_buf)
         else:
-            softmax_focal_dense(logits, job.dense, cw, sw, options, row_loss, grad)
+            softmax_focal_dense(logits, job.dense, cw, sw, options, row_loss, grad, want_grad)
     else:
         if family == "sigmoid_bce":
             params = (job.pos_weight_scalar,)
@@ -51,7 +52,8 @@ def run(job):
         options = (job.label_smoothing, job.grad_scale)
         if sparse:
             sigmoid_sparse(logits, job.indptr, job.indices, values, cw, pw, sw, options, params,
-                           row_loss, grad, pos_buf)
+                           row_loss, grad, want_grad, pos_buf)
         else:
-            sigmoid_dense(logits, job.dense, cw, pw, sw, options, params, row_loss, grad)
+            sigmoid_dense(logits, job.dense, cw, pw, sw, options, params, row_loss, grad,
+                          want_grad)
     return row_loss

@@ -15,7 +15,8 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from ... import _math
-from ._primitives import FASTMATH
+from ._primitives import JIT_OPTIONS
+from ._rows import BLOCK
 
 
 def element(x, y, class_pos_weight, params):
@@ -52,98 +53,125 @@ def _typed_ol(like, params):
     return lambda like, params: (_math.cast_like(like, params[0]),)
 
 
-@njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
-def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight,
-                   options, params, row_loss, grad, pos_buf):
-    """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0])."""
-    n_rows, n_classes = logits.shape
+@njit(**JIT_OPTIONS)
+def positive_terms(x, y, y0, pw, prm):
+    """(loss at y minus loss at the background y0, gradient at y) of one positive, float64."""
+    l_pos, g_pos = element(x, y, pw, prm)
+    l_bg, g_bg = element(x, y0, pw, prm)
+    return float(l_pos) - float(l_bg), float(g_pos)
+
+
+@njit(**JIT_OPTIONS)
+def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm,
+                    scale):
+    """``sum_j w_j l(x_j, y0)`` (float64, from float32 block partial sums) and, if wanted,
+    ``gr[j] = scale w_j dl/dx(x_j, y0)``; gr may alias xr."""
+    n = xr.size
+    one = _math.cast_like(xr[0], 1.0)
+    pw0 = prm[0]
+    total = 0.0
+    for b0 in range(0, n, BLOCK):
+        b1 = min(b0 + BLOCK, n)
+        xb = xr[b0:b1]
+        gb = gr[b0:b1]
+        acc = _math.cast_like(xr[0], 0.0)
+        for j in range(xb.size):                 # one inlined copy of the element formula
+            w = _math.cast_like(xr[0], class_weight[b0 + j]) if has_cw else one
+            pw = _math.cast_like(xr[0], pos_weight[b0 + j]) if use_pw else pw0
+            lj, gj = element(xb[j], y0, pw, prm)
+            acc += w * lj
+            if want_grad:
+                gb[j] = scale * w * gj
+        total += float(acc)
+    return total
+
+
+@njit(**JIT_OPTIONS)
+def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, pos_weight,
+               has_pw, sw, options, params, pos_buf):
     eps, grad_scale = options
+    prm = _typed(xr[0], params)
+    pw0 = prm[0]
+    y0 = _math.cast_like(xr[0], 0.5 * eps)
+    keep = _math.cast_like(xr[0], 1.0 - eps)
+    scale = sw * grad_scale
+    # 2. loss: the positives' corrections (before any write: logits may alias grad)
+    loss = 0.0
+    for k in range(cols.size):
+        c = cols[k]
+        x = xr[c]
+        y = keep * _math.cast_like(x, vals[k] if has_values else 1.0) + y0
+        pw = _math.cast_like(x, pos_weight[c]) if has_pw else pw0
+        d_loss, g_pos = positive_terms(x, y, y0, pw, prm)
+        w = class_weight[c] if has_cw else 1.0
+        loss += w * d_loss
+        pos_buf[k] = scale * w * g_pos
+    # 2./3. the background pass: every logit as y'_0, gradient written once
+    loss += background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
+                            has_pw and eps > 0.0, prm, _math.cast_like(xr[0], scale))
+    if want_grad:
+        for k in range(cols.size):
+            gr[cols[k]] = _math.cast_like(xr[0], pos_buf[k])
+    return sw * loss
+
+
+@njit(**JIT_OPTIONS)
+def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, pos_weight, has_pw, sw, options,
+              params):
+    eps, grad_scale = options
+    n_classes = xr.size
+    one = _math.cast_like(xr[0], 1.0)
+    prm = _typed(xr[0], params)
+    pw0 = prm[0]
+    y0 = _math.cast_like(xr[0], 0.5 * eps)
+    keep = _math.cast_like(xr[0], 1.0 - eps)
+    scale_x = _math.cast_like(xr[0], sw * grad_scale)
+    acc = 0.0
+    # 2. loss and 3. gradient in one pass (float32 block partial sums, then float64)
+    for b0 in range(0, n_classes, BLOCK):
+        b1 = min(b0 + BLOCK, n_classes)
+        acc_blk = _math.cast_like(xr[0], 0.0)
+        xb = xr[b0:b1]
+        yb = yr[b0:b1]
+        gb = gr[b0:b1] if want_grad else gr
+        for j in range(xb.size):
+            w = _math.cast_like(xr[0], class_weight[b0 + j]) if has_cw else one
+            pw = _math.cast_like(xr[0], pos_weight[b0 + j]) if has_pw else pw0
+            y = keep * _math.cast_like(xr[0], yb[j]) + y0
+            lj, gj = element(xb[j], y, pw, prm)
+            acc_blk += w * lj
+            if want_grad:
+                gb[j] = scale_x * w * gj
+        acc += float(acc_blk)
+    return sw * acc
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight,
+                   options, params, row_loss, grad, want_grad, pos_buf):
+    """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0])."""
     has_values = values.size > 0
     has_cw = class_weight.size > 0
     has_pw = pos_weight.size > 0
     has_sw = sample_weight.size > 0
-    want_grad = grad.shape[0] > 0
-    for i in prange(n_rows):
-        xr = logits[i]
-        one = _math.cast_like(xr[0], 1.0)
-        prm = _typed(xr[0], params)
-        pw0 = prm[0]
-        y0 = _math.cast_like(xr[0], 0.5 * eps)
-        keep = _math.cast_like(xr[0], 1.0 - eps)
-        sw = sample_weight[i] if has_sw else 1.0
-        scale = sw * grad_scale
+    for i in prange(logits.shape[0]):
         k0 = indptr[i]
         k1 = indptr[i + 1]
-        # 2. loss: the positives' corrections (before any write: logits may alias grad)
-        loss = 0.0
-        for k in range(k0, k1):
-            c = indices[k]
-            x = xr[c]
-            y = keep * _math.cast_like(x, values[k] if has_values else 1.0) + y0
-            pw = _math.cast_like(x, pos_weight[c]) if has_pw else pw0
-            l_pos, g_pos = element(x, y, pw, prm)
-            l_bg, g_bg = element(x, y0, pw, prm)
-            w = class_weight[c] if has_cw else 1.0
-            loss += w * (float(l_pos) - float(l_bg))
-            pos_buf[k] = scale * w * float(g_pos)
-        # 2./3. the background pass: every logit as y'_0, gradient written once
-        acc = 0.0
-        if want_grad:
-            gr = grad[i]
-            scale_x = _math.cast_like(xr[0], scale)
-            if has_cw or (has_pw and eps > 0.0):
-                for j in range(n_classes):
-                    w = _math.cast_like(xr[0], class_weight[j]) if has_cw else one
-                    pw = _math.cast_like(xr[0], pos_weight[j]) if has_pw else pw0
-                    lj, gj = element(xr[j], y0, pw, prm)
-                    acc += w * lj
-                    gr[j] = scale_x * w * gj
-            else:
-                for j in range(n_classes):
-                    lj, gj = element(xr[j], y0, pw0, prm)
-                    acc += lj
-                    gr[j] = scale_x * gj
-            for k in range(k0, k1):
-                gr[indices[k]] = _math.cast_like(xr[0], pos_buf[k])
-        else:
-            for j in range(n_classes):
-                w = _math.cast_like(xr[0], class_weight[j]) if has_cw else one
-                pw = _math.cast_like(xr[0], pos_weight[j]) if has_pw else pw0
-                lj, gj = element(xr[j], y0, pw, prm)
-                acc += w * lj
-        row_loss[i] = sw * (loss + acc)
+        row_loss[i] = sparse_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
+                                 indices[k0:k1], values[k0:k1] if has_values else values,
+                                 has_values, class_weight, has_cw, pos_weight, has_pw,
+                                 sample_weight[i] if has_sw else 1.0, options, params,
+                                 pos_buf[k0:k1])
 
 
-@njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
+@njit(parallel=True, **JIT_OPTIONS)
 def sigmoid_dense(logits, targets, class_weight, pos_weight, sample_weight, options, params,
-                  row_loss, grad):
+                  row_loss, grad, want_grad):
     """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0])."""
-    n_rows, n_classes = logits.shape
-    eps, grad_scale = options
     has_cw = class_weight.size > 0
     has_pw = pos_weight.size > 0
     has_sw = sample_weight.size > 0
-    want_grad = grad.shape[0] > 0
-    for i in prange(n_rows):
-        xr = logits[i]
-        yr = targets[i]
-        one = _math.cast_like(xr[0], 1.0)
-        prm = _typed(xr[0], params)
-        pw0 = prm[0]
-        y0 = _math.cast_like(xr[0], 0.5 * eps)
-        keep = _math.cast_like(xr[0], 1.0 - eps)
-        sw = sample_weight[i] if has_sw else 1.0
-        scale_x = _math.cast_like(xr[0], sw * grad_scale)
-        acc = 0.0
-        # 2. loss and 3. gradient in one pass
-        for j in range(n_classes):
-            w = _math.cast_like(xr[0], class_weight[j]) if has_cw else one
-            pw = _math.cast_like(xr[0], pos_weight[j]) if has_pw else pw0
-            y = keep * _math.cast_like(xr[0], yr[j]) + y0
-            lj, gj = element(xr[j], y, pw, prm)
-            acc += w * lj
-            if want_grad:
-                grad[i, j] = scale_x * w * gj
-        row_loss[i] = sw * acc
-
-
+    for i in prange(logits.shape[0]):
+        row_loss[i] = dense_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
+                                targets[i], class_weight, has_cw, pos_weight, has_pw,
+                                sample_weight[i] if has_sw else 1.0, options, params)

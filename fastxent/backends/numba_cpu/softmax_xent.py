@@ -1,4 +1,4 @@
-"""Softmax cross-entropy, forward and gradient, one row per loop iteration (Numba CPU).
+"""Softmax cross-entropy, forward and gradient (Numba CPU).
 
 For a counted row (docs/losses.md), with target mass ``M = sum_c w_c y'_c``,
 ``y'_c = (1 - eps) y_c + eps / C``, ``lse = m + log s``::
@@ -6,119 +6,156 @@ For a counted row (docs/losses.md), with target mass ``M = sum_c w_c y'_c``,
     loss = sw * ( sum_c w_c y'_c (m - x_c) + M log s + z_loss lse**2 )
     grad = sw * scale * ( (M + 2 z_loss lse) p_j - w_j y'_j )
 
+Where ``p_c`` is close to 1 (the positives, and the row's max with dense targets) the gradient is
+written ``(M' - u_c) p_c - u_c (1 - p_c)`` with ``1 - p_c = -expm1(-gap_c)``, so it keeps full
+relative accuracy instead of cancelling (``M' = M + 2 z_loss lse``, ``u_c = w_c y'_c``).
+
 Phases per row: 1. row statistics (one read of the logits), 2. loss, 3. gradient (one write;
 the logits may be the gradient buffer: every read of x_j happens before its write).
 Targets: sparse (CSR; class indices arrive here as one positive per row) or dense [N, C].
+A row function does the work; the kernel is a parallel loop over rows.
 """
 import math
 
 from numba import njit, prange
 
 from ... import _math
-from ._primitives import FASTMATH
-from ._rows import row_stats, row_sum_gap, write_softmax_grad
+from ._primitives import JIT_OPTIONS
+from ._rows import argmax_of, row_stats, row_sum_gap, write_softmax_grad
 
 
-@njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
-def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_weight, options,
-                        row_loss, grad):
-    """options = (label_smoothing, z_loss, grad_scale, sum of class weights)."""
-    n_rows, n_classes = logits.shape
+@njit(**JIT_OPTIONS)
+def exact_grad(gap, mass_rest, u):
+    """``(M' - u) p - u (1 - p)`` for a class with ``-log p = gap`` (no cancellation)."""
+    return mass_rest * math.exp(-gap) - u * (-math.expm1(-gap))
+
+
+@njit(**JIT_OPTIONS)
+def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, sw, options,
+               pos_buf):
     eps, z_loss, grad_scale, cw_sum = options
+    n_classes = xr.size
+    mass_pos = 0.0
+    for k in range(cols.size):
+        mass_pos += vals[k] if has_values else 1.0
+    if cols.size == 0 or not mass_pos > 0.0:            # no target distribution: not counted
+        if want_grad:
+            gr[:] = 0.0
+        return 0.0
+    # 1. row statistics
+    m, s1 = row_stats(xr)
+    s = 1.0 + s1
+    log_s = math.log1p(s1)
+    lse = float(m) + log_s
+    # 2. loss
+    wy_sum = 0.0          # sum over positives of w_c y_c
+    wy_gap = 0.0          # sum over positives of w_c y_c (m - x_c)
+    for k in range(cols.size):
+        c = cols[k]
+        wy = (vals[k] if has_values else 1.0) / mass_pos
+        if has_cw:
+            wy *= class_weight[c]
+        wy_sum += wy
+        wy_gap += wy * (float(m) - float(xr[c]))
+    mass = (1.0 - eps) * wy_sum + eps / n_classes * cw_sum
+    gap = (1.0 - eps) * wy_gap
+    if eps > 0.0:
+        gap += eps / n_classes * row_sum_gap(xr, m, class_weight, has_cw)
+    loss = sw * (gap + mass * log_s + z_loss * lse * lse)
+    # 3. gradient: the positives' exact values first (logits may alias grad), then one write
+    if want_grad:
+        scale = sw * grad_scale
+        for k in range(cols.size):
+            c = cols[k]
+            w = class_weight[c] if has_cw else 1.0
+            wy = w * (vals[k] if has_values else 1.0) / mass_pos
+            rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
+                    + 2.0 * z_loss * lse)
+            u = (1.0 - eps) * wy + eps / n_classes * w
+            pos_buf[k] = scale * exact_grad(_math.fence(float(m) - float(xr[c])) + log_s,
+                                            rest, u)
+        a = _math.cast_like(m, scale * (mass + 2.0 * z_loss * lse) / s)
+        b = _math.cast_like(m, scale * eps / n_classes)
+        write_softmax_grad(xr, gr, m, a, b, class_weight, has_cw)
+        for k in range(cols.size):
+            gr[cols[k]] = _math.cast_like(m, pos_buf[k])
+    return loss
+
+
+@njit(**JIT_OPTIONS)
+def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
+    eps, z_loss, grad_scale, cw_sum = options
+    n_classes = xr.size
+    # 1. row statistics
+    m, s1 = row_stats(xr)
+    s = 1.0 + s1
+    log_s = math.log1p(s1)
+    lse = float(m) + log_s
+    top = argmax_of(xr, m)
+    # 2. loss
+    wy_sum = 0.0
+    wy_gap = 0.0
+    for j in range(n_classes):
+        wy = float(yr[j])
+        if has_cw:
+            wy *= class_weight[j]
+        wy_sum += wy
+        wy_gap += wy * (float(m) - float(xr[j]))
+    mass = (1.0 - eps) * wy_sum + eps / n_classes * cw_sum
+    gap = (1.0 - eps) * wy_gap
+    if eps > 0.0:
+        gap += eps / n_classes * row_sum_gap(xr, m, class_weight, has_cw)
+    loss = sw * (gap + mass * log_s + z_loss * lse * lse)
+    # 3. gradient
+    if want_grad:
+        scale = sw * grad_scale
+        a = _math.cast_like(m, scale * (mass + 2.0 * z_loss * lse) / s)
+        b = _math.cast_like(m, scale * eps / n_classes)
+        c1 = _math.cast_like(m, scale * (1.0 - eps))
+        top_grad = 0.0
+        if top >= 0:                                 # p_top may be close to 1: exact form
+            w = class_weight[top] if has_cw else 1.0
+            wy = w * float(yr[top])
+            rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
+                    + 2.0 * z_loss * lse)
+            top_grad = scale * exact_grad(log_s, rest, (1.0 - eps) * wy + eps / n_classes * w)
+        if has_cw:
+            for j in range(n_classes):
+                w = _math.cast_like(m, class_weight[j])
+                gr[j] = (a * _math.exp_nonpos(xr[j] - m) - b * w
+                         - c1 * w * _math.cast_like(m, yr[j]))
+        else:
+            for j in range(n_classes):
+                gr[j] = a * _math.exp_nonpos(xr[j] - m) - b - c1 * _math.cast_like(m, yr[j])
+        if top >= 0:
+            gr[top] = _math.cast_like(m, top_grad)
+    return loss
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_weight, options,
+                        row_loss, grad, want_grad, pos_buf):
+    """options = (label_smoothing, z_loss, grad_scale, sum of class weights). Absent optional
+    arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array."""
     has_values = values.size > 0
     has_cw = class_weight.size > 0
     has_sw = sample_weight.size > 0
-    want_grad = grad.shape[0] > 0
-    for i in prange(n_rows):
-        xr = logits[i]
+    for i in prange(logits.shape[0]):
         k0 = indptr[i]
         k1 = indptr[i + 1]
-        mass_pos = 0.0
-        for k in range(k0, k1):
-            mass_pos += values[k] if has_values else 1.0
-        if k1 == k0 or not mass_pos > 0.0:            # no target distribution: not counted
-            row_loss[i] = 0.0
-            if want_grad:
-                grad[i, :] = 0.0
-            continue
-        # 1. row statistics
-        m, s = row_stats(xr)
-        log_s = math.log(s)
-        lse = float(m) + log_s
-        # 2. loss
-        wy_sum = 0.0          # sum over positives of w_c y_c
-        wy_gap = 0.0          # sum over positives of w_c y_c (m - x_c)
-        for k in range(k0, k1):
-            c = indices[k]
-            wy = (values[k] if has_values else 1.0) / mass_pos
-            if has_cw:
-                wy *= class_weight[c]
-            wy_sum += wy
-            wy_gap += wy * (float(m) - float(xr[c]))
-        mass = (1.0 - eps) * wy_sum + eps / n_classes * cw_sum
-        gap = (1.0 - eps) * wy_gap
-        if eps > 0.0:
-            gap += eps / n_classes * row_sum_gap(xr, m, class_weight, has_cw)
-        sw = sample_weight[i] if has_sw else 1.0
-        row_loss[i] = sw * (gap + mass * log_s + z_loss * lse * lse)
-        # 3. gradient
-        if want_grad:
-            scale = sw * grad_scale
-            gr = grad[i]
-            a = _math.cast_like(m, scale * (mass + 2.0 * z_loss * lse) / s)
-            b = _math.cast_like(m, scale * eps / n_classes)
-            write_softmax_grad(xr, gr, m, a, b, class_weight, has_cw)
-            for k in range(k0, k1):
-                c = indices[k]
-                wy = (values[k] if has_values else 1.0) / mass_pos
-                if has_cw:
-                    wy *= class_weight[c]
-                gr[c] -= _math.cast_like(m, scale * (1.0 - eps) * wy)
+        row_loss[i] = sparse_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
+                                 indices[k0:k1], values[k0:k1] if has_values else values,
+                                 has_values, class_weight, has_cw,
+                                 sample_weight[i] if has_sw else 1.0, options, pos_buf[k0:k1])
 
 
-@njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
-def softmax_xent_dense(logits, targets, class_weight, sample_weight, options, row_loss, grad):
+@njit(parallel=True, **JIT_OPTIONS)
+def softmax_xent_dense(logits, targets, class_weight, sample_weight, options, row_loss, grad,
+                       want_grad):
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights)."""
-    n_rows, n_classes = logits.shape
-    eps, z_loss, grad_scale, cw_sum = options
     has_cw = class_weight.size > 0
     has_sw = sample_weight.size > 0
-    want_grad = grad.shape[0] > 0
-    for i in prange(n_rows):
-        xr = logits[i]
-        yr = targets[i]
-        # 1. row statistics
-        m, s = row_stats(xr)
-        log_s = math.log(s)
-        lse = float(m) + log_s
-        # 2. loss
-        wy_sum = 0.0
-        wy_gap = 0.0
-        for j in range(n_classes):
-            wy = float(yr[j])
-            if has_cw:
-                wy *= class_weight[j]
-            wy_sum += wy
-            wy_gap += wy * (float(m) - float(xr[j]))
-        mass = (1.0 - eps) * wy_sum + eps / n_classes * cw_sum
-        gap = (1.0 - eps) * wy_gap
-        if eps > 0.0:
-            gap += eps / n_classes * row_sum_gap(xr, m, class_weight, has_cw)
-        sw = sample_weight[i] if has_sw else 1.0
-        row_loss[i] = sw * (gap + mass * log_s + z_loss * lse * lse)
-        # 3. gradient
-        if want_grad:
-            scale = sw * grad_scale
-            gr = grad[i]
-            a = _math.cast_like(m, scale * (mass + 2.0 * z_loss * lse) / s)
-            b = _math.cast_like(m, scale * eps / n_classes)
-            c1 = _math.cast_like(m, scale * (1.0 - eps))
-            if has_cw:
-                for j in range(n_classes):
-                    w = _math.cast_like(m, class_weight[j])
-                    gr[j] = (a * _math.exp(xr[j] - m) - b * w
-                             - c1 * w * _math.cast_like(m, yr[j]))
-            else:
-                for j in range(n_classes):
-                    gr[j] = a * _math.exp(xr[j] - m) - b - c1 * _math.cast_like(m, yr[j])
-
+    for i in prange(logits.shape[0]):
+        row_loss[i] = dense_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
+                                targets[i], class_weight, has_cw,
+                                sample_weight[i] if has_sw else 1.0, options)
