@@ -19,7 +19,7 @@ from numba import njit, prange
 
 from ... import _math
 from ._primitives import JIT_OPTIONS
-from ._rows import BLOCK, argmax_of, row_stats
+from ._rows import BLOCK, row_stats
 
 
 @njit(**JIT_OPTIONS)
@@ -32,8 +32,8 @@ def background(xr, m, log_s, gamma, class_weight, has_cw):
     h_total = 0.0
     for b0 in range(0, n, BLOCK):
         xb = xr[b0:min(b0 + BLOCK, n)]
-        f_acc = _math.cast_like(m, 0.0)
-        h_acc = _math.cast_like(m, 0.0)
+        f_acc = 0.0                  # float64 per element: H feeds every gradient entry
+        h_acc = 0.0
         for j in range(xb.size):
             f, h = _math.softmax_focal_term(_math.fence(m - xb[j]) + log_s_x, gamma_x)
             w = _math.cast_like(m, class_weight[b0 + j]) if has_cw else _math.cast_like(m, 1.0)
@@ -137,8 +137,8 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
         b1 = min(b0 + BLOCK, n_classes)
         xb = xr[b0:b1]
         yb = yr[b0:b1]
-        f_acc = _math.cast_like(m, 0.0)
-        h_acc = _math.cast_like(m, 0.0)
+        f_acc = 0.0                  # float64 per element: H feeds every gradient entry
+        h_acc = 0.0
         for j in range(xb.size):
             u = keep * _math.cast_like(m, yb[j]) + y0
             if has_cw:
@@ -152,20 +152,8 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
     if want_grad:
         scale = sw * grad_scale
         a = _math.cast_like(m, scale * h_sum / s)
-        top = argmax_of(xr, m)                       # p_top may be close to 1: exact form
-        top_grad = 0.0
-        if top >= 0:
-            u_top = (1.0 - eps) * float(yr[top]) + eps / n_classes
-            if has_cw:
-                u_top *= class_weight[top]
-            f, h = _math.softmax_focal_term(log_s, gamma)
-            big_u = u_top * h
-            top_grad = scale * ((h_sum - big_u) * math.exp(-log_s)
-                                - big_u * (-math.expm1(-log_s)))
         write_grad(xr, gr, m, log_s, gamma, a, _math.cast_like(m, scale), yr, class_weight,
                    has_cw, keep, y0)
-        if top >= 0:
-            gr[top] = _math.cast_like(m, top_grad)
     return sw * loss
 
 

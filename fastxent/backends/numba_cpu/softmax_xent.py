@@ -68,7 +68,9 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
         for k in range(cols.size):
             c = cols[k]
             w = class_weight[c] if has_cw else 1.0
-            wy = w * (vals[k] if has_values else 1.0) / mass_pos
+            wy = (vals[k] if has_values else 1.0) / mass_pos     # as in phase 2, bit for bit
+            if has_cw:
+                wy *= w
             rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
                     + 2.0 * z_loss * lse)
             u = (1.0 - eps) * wy + eps / n_classes * w
