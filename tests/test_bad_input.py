@@ -12,8 +12,9 @@ Each rejection goes through :func:`rejects`, which
   before the call.
 
 ``backend`` is the fixture of tests/conftest.py (every backend the dispatcher knows; the unusable
-ones are skipped). The last section checks what must keep working: ``grad_out=logits`` (in place), read-only logits,
-C = 1, N = 0, alpha=None or negative, sparse values above 1 for the softmax family.
+ones are skipped). The last section checks what must keep working: ``grad_out=logits`` (in
+place), read-only logits, C = 1, N = 0, alpha=None or negative, sparse values above 1 for the
+softmax family, boundary values of every option.
 
 Checks the API lacks or messages that do not name the argument are ``xfail(strict=True)`` with
 the reason starting "missing check:" or "unclear message:".
@@ -53,6 +54,18 @@ BACKENDS = sorted(fastxent.available_backends())
 
 def accepts(name, arg):
     return arg in COMMON or arg in ACCEPTS[name]
+
+
+def takes_array(name, arg):
+    """``arg`` may be an array here (alpha: only softmax_focal_loss)."""
+    return accepts(name, arg) and (arg != "alpha" or name == "softmax_focal_loss")
+
+
+def name_arg(args, array=False):
+    """(function name, argument) for every function that takes the argument."""
+    test = takes_array if array else accepts
+    return [pytest.param(n, a, id=f"{n}-{a}") for a in args for n in FUNCS
+            if test(n, a.split()[0])]
 
 
 @pytest.fixture(params=list(FUNCS))
@@ -240,14 +253,10 @@ def _bad_shape_targets(name):
     return out
 
 
-_SHAPE_CASES = sorted(set(_bad_shape_targets("softmax_cross_entropy")))
-
-
-@pytest.mark.parametrize("case", _SHAPE_CASES)
+@pytest.mark.parametrize("name, case", [pytest.param(n, c, id=f"{n}-{c}") for n in FUNCS
+                                        for c in sorted(_bad_shape_targets(n))])
 def test_targets_shape_mismatch(no_kernel, name, backend, case):
     cases = _bad_shape_targets(name)
-    if case not in cases:
-        pytest.skip(f"{case}: not a target form of {name}")
     rejects(no_kernel, FUNCS[name], make_logits(), cases[case], ValueError, "targets",
             backend=backend)
 
@@ -279,15 +288,14 @@ def test_targets_wrong_kind_softmax(no_kernel, name, backend, kind):
 
 
 @pytest.mark.parametrize("name", SOFTMAX)
-@pytest.mark.parametrize("label, ignore_index", [
-    (-1, -100), (C, -100), (C + 7, -100), (-101, -100), (np.iinfo(np.int64).min, -100),
-    (-100, -1), (-1, C),
-], ids=["-1", "C", "C+7", "-101", "int64 min", "-100 with ignore_index=-1",
-        "-1 with ignore_index=C"])
-@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("label, ignore_index, dtype", [
+    pytest.param(label, ii, dt, id=f"{i}-{np.dtype(dt).name}")
+    for label, ii, i in [(-1, -100, "-1"), (C, -100, "C"), (C + 7, -100, "C+7"),
+                         (-101, -100, "-101"), (-100, -1, "-100 with ignore_index=-1"),
+                         (-1, C, "-1 with ignore_index=C")]
+    for dt in (np.int64, np.int32)
+] + [pytest.param(np.iinfo(np.int64).min, -100, np.int64, id="int64 min")])
 def test_labels_out_of_range(no_kernel, name, backend, label, ignore_index, dtype):
-    if np.iinfo(dtype).min > label:
-        pytest.skip("label not representable")
     labels = np.array([0, 1, label, 2], dtype=dtype)
     info = rejects(no_kernel, FUNCS[name], make_logits(), labels, ValueError, "targets",
                    ignore_index=ignore_index, backend=backend)
@@ -385,14 +393,17 @@ def test_scipy_decreasing_indptr(name):
 
 # ---- target values --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bad", [1.5, 1.0 + 1e-12, -0.25, -1e-300, np.nan, np.inf, -np.inf],
-                         ids=["1.5", "1+1e-12", "-0.25", "-tiny", "nan", "inf", "-inf"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+_BAD_UNIT = [(1.5, "1.5"), (1.0 + 1e-12, "1+1e-12"), (-0.25, "-0.25"), (-1e-300, "-tiny"),
+             (np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf"), (1.0 + 2 ** -23, "1+2**-23"),
+             (-1e-45, "-1e-45")]
+
+
+@pytest.mark.parametrize("bad, dtype", [
+    pytest.param(v, dt, id=f"{i}-{np.dtype(dt).name}") for v, i in _BAD_UNIT
+    for dt in (np.float64, np.float32) if not 0 <= dt(v) <= 1 or np.isnan(v)])
 def test_dense_targets_outside_unit_interval(no_kernel, name, backend, bad, dtype):
     y = valid_dense(dtype=dtype)
     y[2, 3] = bad
-    if dtype == np.float32 and bad in (1.0 + 1e-12, -1e-300):
-        pytest.skip("rounds into [0, 1] in float32")
     rejects(no_kernel, FUNCS[name], make_logits(dtype), y, ValueError, "targets",
             backend=backend)
 
@@ -445,12 +456,10 @@ _WEIGHT_SHAPES = {
 }
 
 
-@pytest.mark.parametrize("arg, shape", [(a, s) for a, shapes in _WEIGHT_SHAPES.items()
-                                        for s in shapes],
-                         ids=[f"{a}{s}" for a, shapes in _WEIGHT_SHAPES.items() for s in shapes])
+@pytest.mark.parametrize("name, arg, shape", [
+    pytest.param(n, a, s, id=f"{n}-{a}{s}") for a, shapes in _WEIGHT_SHAPES.items()
+    for s in shapes for n in FUNCS if takes_array(n, a)])
 def test_weight_shape_mismatch(no_kernel, name, backend, arg, shape):
-    if not accepts(name, arg) or (arg == "alpha" and name != "softmax_focal_loss"):
-        pytest.skip(f"{name} has no {arg} array")
     rejects(no_kernel, FUNCS[name], make_logits(), default_targets(name), ValueError, arg,
             **{arg: np.full(shape, 0.5)}, backend=backend)
 
@@ -461,25 +470,22 @@ def test_sigmoid_focal_alpha_array(no_kernel, backend):
             "alpha", alpha=np.full(C, 0.25), backend=backend)
 
 
-@pytest.mark.parametrize("arg", ["class_weight", "sample_weight", "pos_weight", "alpha"])
+@pytest.mark.parametrize("name, arg", name_arg(["class_weight", "sample_weight", "pos_weight",
+                                                 "alpha"], array=True))
 @pytest.mark.parametrize("dtype", [bool, complex, object, str])
 def test_weight_wrong_dtype(no_kernel, name, backend, arg, dtype):
-    if not accepts(name, arg) or (arg == "alpha" and name != "softmax_focal_loss"):
-        pytest.skip(f"{name} has no {arg} array")
     length = N if arg == "sample_weight" else C
     w = np.ones(length).astype(dtype)
     rejects(no_kernel, FUNCS[name], make_logits(), default_targets(name), (TypeError, ValueError),
             arg, **{arg: w}, backend=backend)
 
 
-@pytest.mark.parametrize("arg", ["class_weight", "sample_weight", "pos_weight",
-                                 "pos_weight scalar", "alpha"])
+@pytest.mark.parametrize("name, arg", name_arg(["class_weight", "sample_weight", "pos_weight",
+                                                 "pos_weight scalar", "alpha"], array=True))
 @pytest.mark.parametrize("bad", [-1.0, -1e-300, np.nan, np.inf, -np.inf],
                          ids=["-1", "-tiny", "nan", "inf", "-inf"])
 def test_weight_negative_or_not_finite(no_kernel, name, backend, arg, bad):
     kw = arg.split()[0]
-    if not accepts(name, kw) or (arg == "alpha" and name != "softmax_focal_loss"):
-        pytest.skip(f"{name} has no {arg}")
     if arg == "pos_weight scalar":
         value = bad
     else:
@@ -503,22 +509,19 @@ _BAD_NONNEG = [-0.5, -1e-300, np.nan, np.inf, -np.inf]
 _BAD_NONNEG_IDS = ["-0.5", "-tiny", "nan", "inf", "-inf"]
 
 
-@pytest.mark.parametrize("arg", ["gamma", "gamma_neg"])
+@pytest.mark.parametrize("name, arg", name_arg(["gamma", "gamma_neg"]))
 @pytest.mark.parametrize("bad", _BAD_NONNEG, ids=_BAD_NONNEG_IDS)
 def test_gamma_negative_or_not_finite(no_kernel, name, backend, arg, bad):
-    if not accepts(name, arg):
-        pytest.skip(f"{name} has no {arg}")
     match = "gamma_neg" if arg == "gamma_neg" else r"gamma(?!_neg)"
     rejects(no_kernel, FUNCS[name], make_logits(), default_targets(name), ValueError, match,
             **{arg: bad}, backend=backend)
 
 
-@pytest.mark.parametrize("arg", ["gamma", "gamma_neg", "z_loss", "label_smoothing", "clip"])
+@pytest.mark.parametrize("name, arg", name_arg(["gamma", "gamma_neg", "z_loss", "label_smoothing",
+                                                 "clip"]))
 @pytest.mark.parametrize("bad", ["0.1", [0.1], np.array([0.1, 0.2]), True, 1j],
                          ids=["str", "list", "array", "bool", "complex"])
 def test_scalar_option_wrong_type(no_kernel, name, backend, arg, bad):
-    if not accepts(name, arg):
-        pytest.skip(f"{name} has no {arg}")
     rejects(no_kernel, FUNCS[name], make_logits(), default_targets(name), TypeError, arg,
             **{arg: bad}, backend=backend)
 
@@ -546,12 +549,10 @@ def test_alpha_array_above_one_or_nan(no_kernel, backend, bad):
             ValueError, "alpha", alpha=alpha, backend=backend)
 
 
-@pytest.mark.parametrize("arg", ["label_smoothing", "clip"])
+@pytest.mark.parametrize("name, arg", name_arg(["label_smoothing", "clip"]))
 @pytest.mark.parametrize("bad", [-0.1, -1e-300, 1.0, 1.5, np.nan, np.inf, -np.inf],
                          ids=["-0.1", "-tiny", "1.0", "1.5", "nan", "inf", "-inf"])
 def test_unit_interval_options(no_kernel, name, backend, arg, bad):
-    if not accepts(name, arg):
-        pytest.skip(f"{name} has no {arg}")
     rejects(no_kernel, FUNCS[name], make_logits(), default_targets(name), ValueError, arg,
             **{arg: bad}, backend=backend)
 
@@ -701,10 +702,10 @@ _OVERLAP_WEIGHT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("arg, how, dtype", _OVERLAP_WEIGHT_CASES)
+@pytest.mark.parametrize("name, arg, how, dtype", [
+    pytest.param(n, *case.values, marks=case.marks, id=f"{n}-{case.id}")
+    for case in _OVERLAP_WEIGHT_CASES for n in FUNCS if accepts(n, case.values[0])])
 def test_grad_out_overlapping_weight(no_kernel, name, backend, arg, how, dtype):
-    if not accepts(name, arg):
-        pytest.skip(f"{name} has no {arg}")
     g = np.zeros((N, C), dtype)
     w = {"row": g[0], "flat": g.reshape(-1)[:N], "column": g[:, 0]}[how]
     w[:] = 0.5
@@ -759,14 +760,13 @@ def _call(name, logits, targets, **kwargs):
     return FUNCS[name](logits, targets, **kw)
 
 
-@pytest.mark.parametrize("form", ["dense", "MultiLabel", "labels"])
+@pytest.mark.parametrize("name, form", [
+    pytest.param(n, f, id=f"{n}-{f}") for n in FUNCS for f in ("dense", "MultiLabel", "labels")
+    if f != "labels" or n in SOFTMAX])
 @pytest.mark.parametrize("reduction", ["none", "mean"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_grad_out_is_logits_in_place(name, backend, form, reduction, dtype):
-    forms = _target_forms(name, dtype=dtype)
-    if form not in forms:
-        pytest.skip(f"{name} takes no {form} targets")
-    y = forms[form]
+    y = _target_forms(name, dtype=dtype)[form]
     x = make_logits(dtype)
     loss_ref, grad_ref = _call(name, x.copy(), y, reduction=reduction, return_grad=True,
                                backend=backend)
@@ -799,12 +799,6 @@ def test_read_only_logits(name, backend, return_grad, contiguous):
     np.testing.assert_array_equal(got, expected)
 
 
-def _reference_call(name, logits, targets, **kwargs):
-    kw = dict(OPTIONS[name])
-    kw.update(kwargs)
-    return getattr(_reference, name)(logits, targets, **kw)
-
-
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean", "batchmean"])
 def test_single_class(name, backend, reduction):
     """C = 1 is allowed: every target form, against the NumPy reference (float64)."""
@@ -812,14 +806,14 @@ def test_single_class(name, backend, reduction):
     for form, y in _target_forms(name, c=1).items():
         if form == "MultiLabel":
             y = MultiLabel.from_lists([[0], [], [0], []], n_classes=1)
+        kw = dict(OPTIONS[name])
+        if "pos_weight" in kw:
+            kw["pos_weight"] = 2.0                       # a [C] pos_weight would not fit C = 1
         snap = _snapshot(_arrays_in([x, y]))
-        loss, grad = FUNCS[name](x, y, **OPTIONS[name] if name != "sigmoid_binary_cross_entropy"
-                                 else dict(pos_weight=2.0), reduction=reduction,
-                                 return_grad=True, backend=backend)
-        ref_loss, ref_grad = _reference_call(
-            name, x, y, **({} if name != "sigmoid_binary_cross_entropy"
-                           else dict(pos_weight=2.0, label_smoothing=0.1)),
-            reduction=reduction, return_grad=True)
+        loss, grad = FUNCS[name](x, y, **kw, reduction=reduction, return_grad=True,
+                                 backend=backend)
+        ref_loss, ref_grad = getattr(_reference, name)(x, y, **kw, reduction=reduction,
+                                                       return_grad=True)
         _assert_untouched(snap)
         assert grad.shape == (N, 1)
         np.testing.assert_allclose(loss, ref_loss, rtol=1e-12, atol=1e-300, err_msg=form)
@@ -888,7 +882,7 @@ def test_ignore_index_rows_accepted(name, backend):
     assert a[1] == 0.0 and a[3] == 0.0 and a[0] > 0
 
 
-@pytest.mark.parametrize("kwargs", [
+_BOUNDARY = [
     dict(label_smoothing=0.999), dict(label_smoothing=0), dict(label_smoothing=np.float32(0.1)),
     dict(clip=0.999), dict(clip=0), dict(gamma=0), dict(gamma=np.int64(3)), dict(gamma_neg=0.0),
     dict(alpha=0.0), dict(alpha=1.0), dict(alpha=1), dict(z_loss=0), dict(z_loss=1e30),
@@ -896,12 +890,16 @@ def test_ignore_index_rows_accepted(name, backend):
     dict(class_weight=np.zeros(C)), dict(sample_weight=np.zeros(N)),
     dict(class_weight=[1, 2, 3, 4, 5]), dict(sample_weight=np.arange(N, dtype=np.int32)),
     dict(alpha=np.zeros(C)), dict(alpha=np.ones(C)), dict(ignore_index=np.int32(-100)),
-], ids=lambda kw: "-".join(f"{k}={v!r}".replace(" ", "") for k, v in kw.items())[:40])
+]
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    pytest.param(n, kw, id=f"{n}-" + "-".join(f"{k}={v!r}".replace(" ", "")
+                                              for k, v in kw.items())[:40])
+    for kw in _BOUNDARY for n in FUNCS
+    for arg in [next(iter(kw))]
+    if (takes_array(n, arg) if np.ndim(kw[arg]) == 1 else accepts(n, arg))])
 def test_boundary_values_accepted(name, backend, kwargs):
-    arg = next(iter(kwargs))
-    if not accepts(name, arg) or (arg == "alpha" and np.ndim(kwargs[arg]) == 1
-                                  and name != "softmax_focal_loss"):
-        pytest.skip(f"{name} has no {arg}")
     loss, grad = FUNCS[name](make_logits(), default_targets(name), **kwargs, reduction="sum",
                              return_grad=True, backend=backend)
     assert math.isfinite(loss) and np.all(np.isfinite(grad))

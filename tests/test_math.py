@@ -96,6 +96,23 @@ SOURCE = _HEADER + "".join(_PRIM_TEMPLATE.format(prim=p, mode=m)
                            for p in PRIMITIVES for m in MODES) + _FORMULAS
 
 
+def _prune(base, keep, age=86400.0):
+    """Remove cache directories of other trees unused for a day (best effort)."""
+    import shutil
+    import time
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return
+    for entry in entries:
+        d = os.path.join(base, entry)
+        try:
+            if entry != keep and time.time() - os.path.getmtime(d) > age:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def _load_jitted():
     h = hashlib.sha256(SOURCE.encode())
     for mod in (M, P):
@@ -106,6 +123,7 @@ def _load_jitted():
     base = os.path.join(tempfile.gettempdir(), f"fastxent-test-math-{os.getuid()}")
     path = os.path.join(base, key, f"fx_test_math_{key}.py")
     if not os.path.exists(path):
+        _prune(base, keep=key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
@@ -386,7 +404,8 @@ def test_neg_expm1_poly_bound(mode):
     assert got[t == 0.0][0] == 0.0
     tiny = (t > 0) & (t <= 1e-3)
     assert tiny.sum() > 100000 and np.any(t < 1e-29)
-    assert_rel(got[tiny], exact[tiny], BOUND["neg_expm1"], t[tiny], f"neg_expm1 on (0, 1e-3] ({mode})")
+    assert_rel(got[tiny], exact[tiny], BOUND["neg_expm1"], t[tiny],
+               f"neg_expm1 on (0, 1e-3] ({mode})")
     assert_rel(got, exact, BOUND["neg_expm1"], t, f"neg_expm1 on [0, 100] ({mode})")
 
 
