@@ -152,6 +152,24 @@ def _row_of(indptr: np.ndarray, pos: int) -> int:
 # ----------------------------------------------------------------------------
 
 
+def _check_compressed(matrix) -> None:
+    """Validate a CSR/CSC matrix's index arrays before scipy itself walks them."""
+    major = matrix.shape[0] if matrix.format == "csr" else matrix.shape[1]
+    minor = matrix.shape[1] if matrix.format == "csr" else matrix.shape[0]
+    indptr = np.asarray(matrix.indptr)
+    indices = np.asarray(matrix.indices)
+    if indptr.ndim != 1 or indptr.size != major + 1:
+        raise ValueError(f"targets: the sparse matrix's indptr must have {major + 1} entries, "
+                         f"got {indptr.size}")
+    if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] > indices.size:
+        raise ValueError("targets: the sparse matrix's indptr must start at 0, never decrease "
+                         "and end at most at len(indices); rebuild the matrix from valid "
+                         "(data, indices, indptr)")
+    used = indices[:indptr[-1]]
+    if used.size and (used.min() < 0 or used.max() >= minor):
+        raise ValueError(f"targets: the sparse matrix's indices must be in [0, {minor})")
+
+
 class MultiLabel:
     """Positive labels per row, in validated canonical CSR form.
 
@@ -461,6 +479,8 @@ class MultiLabel:
                     f"n_classes ({n_classes}) must be >= matrix.shape[1] ({n_cols}); "
                     f"omit n_classes to use matrix.shape[1]"
                 )
+        if matrix.format in ("csr", "csc"):
+            _check_compressed(matrix)   # scipy trusts these; a bad indptr can crash it below
         m = matrix.tocsr()
         if not m.has_canonical_format:
             if m is matrix:

@@ -373,10 +373,6 @@ except (ValueError, TypeError) as exc:
 
 
 @pytest.mark.parametrize("name", ["softmax_cross_entropy", "sigmoid_focal_loss"])
-@xfail("missing check: a scipy csr_matrix with a decreasing indptr (scipy's constructor "
-       "accepts it) reaches scipy's sum_duplicates in MultiLabel.from_scipy, which corrupts the "
-       "heap (the process aborts: 'double free or corruption') or raises scipy's 'indices "
-       "array has fewer than nnz elements'; from_scipy should check indptr first")
 def test_scipy_decreasing_indptr(name):
     """Run in a subprocess: the unchecked input can abort the interpreter."""
     import os
