@@ -113,7 +113,7 @@ def exp_poly(x):
     xc = xc if xc < hi else hi
     t = xc * cast_like(x, LOG2E)
     kf = rint(t)
-    r = fence(xc - kf * cast_like(x, 0.693359375)) - kf * cast_like(x, -2.12194440e-4)  # Cody-Waite
+    r = (xc - kf * cast_like(x, 0.693359375)) - kf * cast_like(x, -2.12194440e-4)  # Cody-Waite
     p = cast_like(x, 1.0 / 5040.0)
     p = p * r + cast_like(x, 1.0 / 720.0)
     p = p * r + cast_like(x, 1.0 / 120.0)
@@ -133,7 +133,7 @@ def exp_nonpos_poly(x):
     lo = cast_like(x, -86.64315)      # -125 ln2: keeps 2**k a normal number
     xc = x if x > lo else lo
     kf = rint(xc * cast_like(x, LOG2E))
-    r = fence(xc - kf * cast_like(x, 0.693359375)) - kf * cast_like(x, -2.12194440e-4)  # Cody-Waite
+    r = (xc - kf * cast_like(x, 0.693359375)) - kf * cast_like(x, -2.12194440e-4)  # Cody-Waite
     p = cast_like(x, 1.0 / 5040.0)
     p = p * r + cast_like(x, 1.0 / 720.0)
     p = p * r + cast_like(x, 1.0 / 120.0)
@@ -176,8 +176,8 @@ def log_poly(x):
     m, e = split_exponent(xs)
     e = e - cast_like(x, 24.0) if sub else e
     one = cast_like(x, 1.0)
-    res = e * cast_like(x, 0.693359375) + fence(_atanh_series((m - one) / (m + one))
-                                                  + e * cast_like(x, -2.12194440e-4))
+    res = e * cast_like(x, 0.693359375) + (_atanh_series((m - one) / (m + one))
+                                            + e * cast_like(x, -2.12194440e-4))
     res = res if x > cast_like(x, 0.0) else (cast_like(x, -math.inf) if x == cast_like(x, 0.0)
                                              else cast_like(x, math.nan))
     res = res if x < cast_like(x, math.inf) else x
