@@ -1,5 +1,11 @@
 """Backend registry and selection.
 
+Every compiled backend is a module with ``run(job)`` (``job`` is a validated
+``fastxent._checks.Canonical``; ``run`` fills ``job.grad`` when it is set and returns the float64
+row losses). ``_BACKENDS`` maps a backend name to that module and a description; importing the
+module is the availability probe (an ``ImportError`` says what is missing). The NumPy reference is
+the backend "numpy" and is always available.
+
 ``backend="auto"`` takes the first available backend of ``_config.AUTO_ORDER`` for host arrays.
 An explicit backend that is not available raises ``RuntimeError`` saying what to install.
 """
@@ -10,32 +16,47 @@ import warnings
 
 from . import _config
 
-_DESCRIPTIONS = {
-    "numba": "Numba CPU kernels (fastxent.backends.numba_cpu)",
-    "numpy": "the float64 NumPy reference (fastxent.reference): exact but slow",
+#: name -> (module with ``run(job)`` or None for the reference, description, how to get it)
+_BACKENDS = {
+    "numba": ("fastxent.backends.numba_cpu.kernels",
+              "Numba CPU kernels (fastxent.backends.numba_cpu)",
+              "install numba with `pip install numba`"),
+    "numpy": (None, "the float64 NumPy reference (fastxent.reference): exact but slow", ""),
 }
+_DESCRIPTIONS = {name: entry[1] for name, entry in _BACKENDS.items()}
 _status: dict[str, tuple[bool, str]] = {}
+
+
+def _disabled(name: str) -> str:
+    """Why the environment disables ``name`` ("" if it does not)."""
+    if name == "numba" and _config.DISABLE_NUMBA:
+        return "FASTXENT_DISABLE_NUMBA is set in the environment"
+    return ""
 
 
 def _probe(name: str) -> tuple[bool, str]:
     if name in _status:
         return _status[name]
-    if name == "numpy":
-        result = (True, "")
-    elif name == "numba":
-        if _config.DISABLE_NUMBA:
-            result = (False, "FASTXENT_DISABLE_NUMBA is set in the environment")
-        else:
-            try:
-                importlib.import_module("fastxent.backends.numba_cpu.kernels")
-                result = (True, "")
-            except ImportError as exc:  # pragma: no cover - depends on the installation
-                result = (False, f"numba could not be imported ({exc}); "
-                                 f"install it with `pip install numba`")
-    else:
+    if name not in _BACKENDS:
         result = (False, "unknown backend")
+    elif _BACKENDS[name][0] is None:
+        result = (True, "")
+    elif _disabled(name):
+        result = (False, _disabled(name))
+    else:
+        module, _, fix = _BACKENDS[name]
+        try:
+            importlib.import_module(module)
+            result = (True, "")
+        except ImportError as exc:  # depends on the installation
+            result = (False, f"{module} could not be imported ({exc}); {fix}")
     _status[name] = result
     return result
+
+
+def kernels(name: str):
+    """The module whose ``run(job)`` computes on backend ``name`` (already selected)."""
+    return importlib.import_module(_BACKENDS[name][0])
 
 
 def available_backends() -> dict[str, str]:
@@ -52,8 +73,10 @@ def select(backend: str) -> str:
         for name in _config.AUTO_ORDER:
             if _probe(name)[0]:
                 if name == "numpy":
+                    why = "; ".join(f"{other}: {_probe(other)[1]}" for other in _config.AUTO_ORDER
+                                    if other != "numpy")
                     warnings.warn("fastxent: no compiled backend is available "
-                                  f"({_probe('numba')[1]}); using the slow NumPy reference",
+                                  f"({why}); using the slow NumPy reference",
                                   RuntimeWarning, stacklevel=3)
                 return name
     ok, why = _probe(backend)

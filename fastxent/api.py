@@ -111,8 +111,7 @@ def _run(job: Canonical, reduction: str, denominator: float, return_grad: bool,
         scale = 1.0
     job.grad_scale = scale
     job.grad = grad
-    from .backends.numba_cpu.kernels import run
-    row_loss = run(job)
+    row_loss = _dispatch.kernels(name).run(job)
     if reduction == "none":
         loss = row_loss.astype(x.dtype)
     else:

@@ -137,7 +137,7 @@ _PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "log", "log1p_
 # Numba's compile time explode (minutes per kernel), which is the price this version avoids.
 _INLINED = {"exp_poly", "exp_nonpos_poly", "log_poly", "log1p_series", "_atanh_series",
             "neg_expm1_poly"}
-_CALLEE_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy")
+_CALLEE_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", forceinline=True)
 for _name in dir(_math):
     _obj = getattr(_math, _name)
     if callable(_obj) and getattr(_obj, "__module__", None) == _math.__name__ \
