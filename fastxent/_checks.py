@@ -57,8 +57,12 @@ def logits(value: Any) -> np.ndarray:
                         "did you swap logits and targets?")
     arr = np.asarray(value)
     if arr.dtype.kind != "f" or arr.dtype not in (np.float32, np.float64):
-        hint = ("cast it with .astype(np.float32)" if arr.dtype.kind in "fiub"
-                else "pass a numeric array")
+        if arr.dtype.kind == "c":
+            hint = "logits are real: take the real part and cast, np.real(x).astype(np.float32)"
+        elif arr.dtype.kind in "fiubO":
+            hint = "cast it with .astype(np.float32)"
+        else:
+            hint = "pass a numeric array (cast it with .astype(np.float32))"
         raise TypeError(f"logits must be float32 or float64, got dtype {arr.dtype}; {hint}")
     if arr.ndim != 2:
         raise ValueError(f"logits must be 2-D [N, C] (rows, classes), got shape {arr.shape}; "

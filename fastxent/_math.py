@@ -229,6 +229,27 @@ def bce_term(x, y, pos_weight):
     return wy * sp_neg + (one - y) * sp_pos, (one - y) * sig_pos - wy * sig_neg
 
 
+def bce_negative_term(x):
+    """``bce_term(x, 0, w)``: a negative's loss ``softplus(x)`` and derivative ``sigmoid(x)``
+    (the background of sparse targets: every logit but the few positives)."""
+    sp_pos, sp_neg, sig_pos, sig_neg = softplus_pair(x)
+    return sp_pos, sig_pos
+
+
+def focal_negative_term(x, gamma_neg, alpha):
+    """``focal_term(x, 0, ., gamma_neg, 0, alpha)``, a negative without probability shifting, in
+    closed form: ``log p = -softplus(-x)`` gives ``p**g = exp(-g softplus(-x))`` and
+    ``q**(g-1) dq/dx = p**g (1 - p) g``, so
+    ``l = a p**g softplus(x)``, ``dl/dx = a p**g (g (1 - p) softplus(x) + p)``, ``a = 1 - alpha``
+    (1 if alpha < 0): no branch on the exponent and no division, which lets the background
+    pass of sparse targets vectorise."""
+    one = cast_like(x, 1.0)
+    sp_pos, sp_neg, p, p_neg = softplus_pair(x)
+    a = one - alpha if alpha >= cast_like(x, 0.0) else one
+    f = a * exp_nonpos(-gamma_neg * sp_neg)          # a * p**gamma_neg (0**0 = 1)
+    return f * sp_pos, f * (gamma_neg * p_neg * sp_pos + p)
+
+
 def focal_pow(q, g):
     """``q ** g`` for ``q >= 0``, with ``0 ** 0 = 1``; exact for g = 1 and 2."""
     zero = cast_like(q, 0.0)

@@ -29,33 +29,67 @@ def _softmax_job(family, logits, targets, ignore_index, class_weight, sample_wei
     cw = _checks.class_vector(class_weight, c, "class_weight")
     sw = _checks.row_vector(sample_weight, n, "sample_weight")
     job = Canonical(family=family, logits=x, kind="sparse", sample_weight=sw)
+    kind, parts, denominator, ref_targets = _softmax_targets(targets, n, c, ignore_index, cw, sw)
+    if kind == "dense":
+        job.kind, job.dense = "dense", parts
+    else:
+        job.indptr, job.indices, job.values = parts
+    return job, cw, denominator, ref_targets
+
+
+def _softmax_targets(targets, n, c, ignore_index, cw, sw, check_dense=True):
+    """Softmax-family targets -> (kind, kernel arrays, denominator D of "mean", reference targets).
+
+    ``cw``/``sw`` are already validated (or None). D is defined in docs/losses.md (Reductions).
+    """
     ml = _checks.sparse_targets(targets, n, c, unit_values=False)
     if ml is not None:
-        job.indptr, job.indices, job.values = ml.indptr, ml.indices, ml.values
         denominator = float(np.count_nonzero(ml.row_sums() > 0))
-        return job, cw, denominator, ml
+        return "sparse", (ml.indptr, ml.indices, ml.values), denominator, ml
     if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index,
                                                                      (int, np.integer)):
         raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
     y = np.asarray(targets)
     if y.dtype.kind in "iu":
-        job.indptr, job.indices, valid = _checks.class_index_targets(y, n, c, int(ignore_index))
+        indptr, indices, valid = _checks.class_index_targets(y, n, c, int(ignore_index))
         weights = np.ones(n) if sw is None else sw
         if cw is not None:
-            weights = weights[valid] * cw[job.indices]
+            weights = weights[valid] * cw[indices]
         else:
             weights = weights[valid]
-        return job, cw, float(np.sum(weights)), y
+        return "sparse", (indptr, indices, None), float(np.sum(weights)), y
     if y.dtype.kind == "f" and y.ndim == 2:
-        job.kind = "dense"
-        job.dense = _checks.dense_targets(y, n, c)
-        return job, cw, float(n), job.dense
+        dense = _checks.dense_targets(y, n, c) if check_dense else y
+        return "dense", dense, float(n), dense
     if y.dtype.kind == "f" and y.ndim == 1:
         raise TypeError("targets: class indices must be integers, got a float array [N]; "
                         "cast with .astype(np.int64), or pass probabilities as [N, C]")
     raise TypeError(f"targets must be class indices (int [N]), probabilities (float [N, C]) or "
                     f"sparse (MultiLabel / scipy.sparse), got {type(targets).__name__} of dtype "
                     f"{y.dtype} and shape {y.shape}")
+
+
+def _denominator(loss: str, n_rows: int, n_classes: int, targets: Any, *, reduction: str,
+                 class_weight=None, sample_weight=None, ignore_index: int = -100) -> float:
+    """What ``reduction`` divides the summed row losses of this batch by (1.0 for "sum").
+
+    Private: ``fastxent.pipeline`` and ``fastxent.dask`` add the sums and the denominators of
+    row chunks so that chunked results equal one call. Dense targets are not re-validated here
+    (the loss call on the same chunk validates them).
+    """
+    reduction = _checks.reduction(reduction)
+    if reduction in ("sum", "none"):
+        return 1.0
+    if reduction == "batchmean":
+        return float(n_rows)
+    if loss in ("sigmoid_binary_cross_entropy", "sigmoid_focal_loss"):
+        return float(n_rows * n_classes)
+    if loss not in ("softmax_cross_entropy", "softmax_focal_loss"):
+        raise ValueError(f"unknown loss {loss!r}; expected one of {__all__}")
+    cw = _checks.class_vector(class_weight, n_classes, "class_weight")
+    sw = _checks.row_vector(sample_weight, n_rows, "sample_weight")
+    return _softmax_targets(targets, n_rows, n_classes, ignore_index, cw, sw,
+                            check_dense=False)[2]
 
 
 def _sigmoid_job(family, logits, targets, class_weight, sample_weight):
@@ -79,10 +113,30 @@ def _sigmoid_job(family, logits, targets, class_weight, sample_weight):
     return job, job.dense
 
 
+def _caller_arrays(**arguments) -> list:
+    """(name, array) of every array the caller passed: ``grad_out`` must not overlap any of
+    them (validation may have copied or converted one, which hides the overlap from the job)."""
+    found = []
+    for name, value in arguments.items():
+        if isinstance(value, MultiLabel):
+            found += [(f"{name}.indptr", value.indptr), (f"{name}.indices", value.indices),
+                      (f"{name}.values", value.values)]
+        elif hasattr(value, "indptr") and hasattr(value, "indices"):     # scipy.sparse
+            found += [(f"{name}.{part}", getattr(value, part, None))
+                      for part in ("indptr", "indices", "data")]
+        elif hasattr(value, "row") and hasattr(value, "col"):              # scipy COO
+            found += [(f"{name}.{part}", getattr(value, part, None))
+                      for part in ("row", "col", "data")]
+        else:
+            found.append((name, value))
+    return [(name, arr) for name, arr in found if isinstance(arr, np.ndarray)]
+
+
 def _run(job: Canonical, reduction: str, denominator: float, return_grad: bool,
-         grad_out: Optional[np.ndarray], logits_in, backend: str, reference_call):
+         grad_out: Optional[np.ndarray], logits_in, backend: str, reference_call,
+         caller_arrays=()):
     """Dispatch a validated job and reduce; ``reference_call(reduction, return_grad)`` runs the
-    NumPy backend on the same (validated) inputs."""
+    NumPy backend on the same (validated) inputs; ``caller_arrays``: ``_caller_arrays(...)``."""
     x = job.logits
     n = x.shape[0]
     if grad_out is not None and not return_grad:
@@ -90,9 +144,10 @@ def _run(job: Canonical, reduction: str, denominator: float, return_grad: bool,
     name = _dispatch.select(backend)
     grad = None
     if return_grad:
-        others = [("targets", job.dense), ("targets.indices", job.indices),
-                  ("class_weight", job.class_weight), ("sample_weight", job.sample_weight),
-                  ("pos_weight", job.pos_weight)]
+        others = list(caller_arrays)
+        others += [("targets", job.dense), ("targets.indices", job.indices),
+                   ("class_weight", job.class_weight), ("sample_weight", job.sample_weight),
+                   ("pos_weight", job.pos_weight)]
         if x is not logits_in and isinstance(logits_in, np.ndarray):
             others.append(("logits (a non-contiguous view)", logits_in))
         grad = _checks.grad_buffer(grad_out, logits_in, x, others)
@@ -163,7 +218,9 @@ def softmax_cross_entropy(logits: ArrayLike, targets: Any, *,
             ignore_index=ignore_index, label_smoothing=job.label_smoothing, z_loss=job.z_loss,
             reduction=red, return_grad=rg)
     return _run(job, reduction, denominator, return_grad, grad_out, logits, backend,
-                reference_call)
+                reference_call,
+                caller_arrays=_caller_arrays(targets=targets, class_weight=class_weight,
+                                            sample_weight=sample_weight))
 
 
 def softmax_focal_loss(logits: ArrayLike, targets: Any, *, gamma: float = 2.0,
@@ -210,7 +267,10 @@ def softmax_focal_loss(logits: ArrayLike, targets: Any, *, gamma: float = 2.0,
             sample_weight=job.sample_weight, ignore_index=ignore_index,
             label_smoothing=job.label_smoothing, reduction=red, return_grad=rg)
     return _run(job, reduction, denominator, return_grad, grad_out, logits, backend,
-                reference_call)
+                reference_call,
+                caller_arrays=_caller_arrays(alpha=alpha, targets=targets,
+                                            class_weight=class_weight,
+                                            sample_weight=sample_weight))
 
 
 def sigmoid_binary_cross_entropy(logits: ArrayLike, targets: Any, *,
@@ -251,7 +311,10 @@ def sigmoid_binary_cross_entropy(logits: ArrayLike, targets: Any, *,
             class_weight=job.class_weight, sample_weight=job.sample_weight,
             label_smoothing=job.label_smoothing, reduction=red, return_grad=rg)
     return _run(job, reduction, float(n * c), return_grad, grad_out, logits, backend,
-                reference_call)
+                reference_call,
+                caller_arrays=_caller_arrays(targets=targets, pos_weight=pos_weight,
+                                            class_weight=class_weight,
+                                            sample_weight=sample_weight))
 
 
 def sigmoid_focal_loss(logits: ArrayLike, targets: Any, *, gamma: float = 2.0,
@@ -290,4 +353,6 @@ def sigmoid_focal_loss(logits: ArrayLike, targets: Any, *, gamma: float = 2.0,
             sample_weight=job.sample_weight, label_smoothing=job.label_smoothing,
             reduction=red, return_grad=rg)
     return _run(job, reduction, float(n * c), return_grad, grad_out, logits, backend,
-                reference_call)
+                reference_call,
+                caller_arrays=_caller_arrays(targets=targets, class_weight=class_weight,
+                                            sample_weight=sample_weight))

@@ -201,14 +201,9 @@ _NON_FLOAT = [
     pytest.param(np.uint8, id="uint8"),
     pytest.param(np.bool_, id="bool"),
     pytest.param(np.float16, id="float16"),
-    pytest.param(np.complex128, id="complex128", marks=xfail(
-        "unclear message: complex logits get 'pass a numeric array' (they are numeric) instead "
-        "of saying to cast, e.g. .real.astype(np.float32)")),
-    pytest.param(np.complex64, id="complex64", marks=xfail(
-        "unclear message: complex logits get 'pass a numeric array' instead of saying to cast")),
-    pytest.param(object, id="object", marks=xfail(
-        "unclear message: object logits (e.g. an array of Python floats) get 'pass a numeric "
-        "array' instead of saying to cast with .astype(np.float32)")),
+    pytest.param(np.complex128, id="complex128"),
+    pytest.param(np.complex64, id="complex64"),
+    pytest.param(object, id="object"),
 ]
 if np.dtype(np.longdouble) != np.dtype(np.float64):
     _NON_FLOAT.append(pytest.param(np.longdouble, id="longdouble"))
@@ -665,9 +660,6 @@ def test_grad_out_overlapping_multilabel_indices(no_kernel, name, backend):
 
 
 @pytest.mark.parametrize("name", SOFTMAX)
-@xfail("missing check: class-index targets are copied (labels[valid]) before the overlap test, "
-       "so int64 labels stored in grad_out's memory are not seen and get overwritten by the "
-       "gradient")
 def test_grad_out_overlapping_class_index_targets(no_kernel, name, backend):
     g = np.zeros((N, C))
     labels = g.view(np.int64).reshape(-1)[:N]       # class ids stored in grad_out's memory
@@ -678,23 +670,12 @@ def test_grad_out_overlapping_class_index_targets(no_kernel, name, backend):
 
 _OVERLAP_WEIGHT_CASES = [
     pytest.param("class_weight", "row", np.float64, id="class_weight row f64"),
-    pytest.param("class_weight", "row", np.float32, id="class_weight row f32", marks=xfail(
-        "missing check: a float32 class_weight that is a view of a float32 grad_out is "
-        "converted to float64 before the overlap test, so the overlap is not seen and the "
-        "caller's class_weight is overwritten with the gradient")),
+    pytest.param("class_weight", "row", np.float32, id="class_weight row f32"),
     pytest.param("sample_weight", "flat", np.float64, id="sample_weight flat f64"),
-    pytest.param("sample_weight", "column", np.float64, id="sample_weight column f64",
-                 marks=xfail(
-                     "missing check: a strided sample_weight (a column of grad_out) is copied "
-                     "by np.ascontiguousarray before the overlap test, so the overlap is not "
-                     "seen and the caller's sample_weight is overwritten")),
-    pytest.param("sample_weight", "flat", np.float32, id="sample_weight flat f32", marks=xfail(
-        "missing check: float32 sample_weight sharing memory with a float32 grad_out is "
-        "converted to float64 first; the overlap is not seen")),
+    pytest.param("sample_weight", "column", np.float64, id="sample_weight column f64"),
+    pytest.param("sample_weight", "flat", np.float32, id="sample_weight flat f32"),
     pytest.param("pos_weight", "row", np.float64, id="pos_weight row f64"),
-    pytest.param("pos_weight", "row", np.float32, id="pos_weight row f32", marks=xfail(
-        "missing check: float32 pos_weight sharing memory with a float32 grad_out is "
-        "converted to float64 first; the overlap is not seen")),
+    pytest.param("pos_weight", "row", np.float32, id="pos_weight row f32"),
 ]
 
 
@@ -710,14 +691,7 @@ def test_grad_out_overlapping_weight(no_kernel, name, backend, arg, how, dtype):
             backend=backend)
 
 
-@pytest.mark.parametrize("with_class_weight", [
-    pytest.param(False, marks=xfail(
-        "unclear message: grad_out overlapping the alpha array is reported as overlapping "
-        "'class_weight' (alpha is folded into the class weights), not 'alpha'")),
-    pytest.param(True, marks=xfail(
-        "missing check: with class_weight also given, alpha * class_weight is a new array, so "
-        "an alpha array sharing memory with grad_out is not detected and is overwritten")),
-])
+@pytest.mark.parametrize("with_class_weight", [False, True])
 def test_grad_out_overlapping_alpha_array(no_kernel, backend, with_class_weight):
     g = np.zeros((N, C))
     g[0] = 0.25

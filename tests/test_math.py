@@ -91,6 +91,16 @@ def softmax_focal_term(gap, gamma):
 @numba.njit(**kernel)
 def focal_pow(q, g):
     return _math.focal_pow(q, g)
+
+
+@numba.njit(**kernel)
+def bce_negative_term(x):
+    return _math.bce_negative_term(x)
+
+
+@numba.njit(**kernel)
+def focal_negative_term(x, gamma_neg, alpha):
+    return _math.focal_negative_term(x, gamma_neg, alpha)
 '''
 SOURCE = _HEADER + "".join(_PRIM_TEMPLATE.format(prim=p, mode=m)
                            for p in PRIMITIVES for m in MODES) + _FORMULAS
@@ -445,7 +455,10 @@ Q_GRID = [0.0, 1e-45, 1e-30, 1e-7, float(F32(0.3)), 0.5, float(F32(0.999)), 1.0]
 def _cases():
     cases = {"softplus_pair": [(x,) for x in X_GRID],
              "bce_term": [(x, y, w) for x in X_GRID for y in Y_GRID for w in (1.0, 0.5, 3.0)],
-             "focal_term": [], "softmax_focal_term": [], "focal_pow": []}
+             "focal_term": [], "softmax_focal_term": [], "focal_pow": [],
+             "bce_negative_term": [(x,) for x in X_GRID],
+             "focal_negative_term": [(x, g, a) for x in X_GRID for g in GAMMAS + [4.0, 0.5]
+                                     for a in ALPHAS]}
     for x, y, g, gn, c, a in itertools.product(X_GRID, Y_GRID, GAMMAS, [None, 0.0, 4.0],
                                                 CLIPS, ALPHAS):
         cases["focal_term"].append((x, y, g, g if gn is None else gn, c, a))
@@ -518,7 +531,21 @@ F32_TOL = {
     "focal_term": (2e-6, 2e-6),
     "softmax_focal_term": (2e-6, 2e-6),
     "focal_pow": (2e-6, 2e-6),
+    "bce_negative_term": (1e-6, 1e-6),
+    "focal_negative_term": (2e-6, 2e-6),
 }
+
+
+@pytest.mark.parametrize("x", X_GRID)
+def test_negative_terms_are_the_general_terms_at_y0(x):
+    """The closed forms of a negative (y = 0, no clip) equal the general formulas in float64
+    (to rounding: the closed form takes p**g as exp(-g softplus(-x)))."""
+    for w in (1.0, 3.0):
+        assert M.bce_negative_term(x) == pytest.approx(M.bce_term(x, 0.0, w), rel=1e-15, abs=0)
+    for g, a in itertools.product(GAMMAS + [4.0, 0.5], ALPHAS):
+        got = M.focal_negative_term(x, g, a)
+        want = M.focal_term(x, 0.0, 7.0, g, 0.0, a)
+        assert got == pytest.approx(want, rel=1e-13, abs=1e-300), (x, g, a)
 
 
 @pytest.mark.parametrize("formula", FORMULAS)

@@ -6,11 +6,11 @@ from .sigmoid import sigmoid_dense, sigmoid_sparse
 from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
 from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
 
-_EMPTY_F64 = np.empty(0, dtype=np.float64)
-
-
-def _or_empty(arr):
-    return _EMPTY_F64 if arr is None else arr
+def _or_empty(arr, dtype=np.float64):
+    """``arr`` as ``dtype`` or an empty array. Per-class vectors read inside the element loops
+    come in the logits' dtype: a float64 vector next to float32 logits halves the vector width
+    LLVM picks for the whole loop."""
+    return np.empty(0, dtype=dtype) if arr is None else arr.astype(dtype, copy=False)
 
 
 def run(job):
@@ -21,7 +21,7 @@ def run(job):
         return row_loss
     want_grad = job.grad is not None
     grad = job.grad if want_grad else np.empty((1, 0), dtype=logits.dtype)
-    cw = _or_empty(job.class_weight)
+    cw = _or_empty(job.class_weight, logits.dtype)
     sw = _or_empty(job.sample_weight)
     sparse = job.kind == "sparse"
     if sparse:
@@ -29,7 +29,8 @@ def run(job):
         pos_buf = np.empty(job.indices.size, dtype=np.float64)
     family = job.family
     if family == "softmax_xent":
-        cw_sum = float(cw.sum()) if job.class_weight is not None else float(n_classes)
+        cw_sum = float(job.class_weight.sum()) if job.class_weight is not None \
+            else float(n_classes)
         options = (job.label_smoothing, job.z_loss, job.grad_scale, cw_sum)
         if sparse:
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
@@ -48,7 +49,7 @@ def run(job):
             params = (job.pos_weight_scalar,)
         else:
             params = (job.gamma, job.gamma_neg, job.clip, job.alpha)
-        pw = _or_empty(job.pos_weight)
+        pw = _or_empty(job.pos_weight, logits.dtype)
         options = (job.label_smoothing, job.grad_scale)
         if sparse:
             sigmoid_sparse(logits, job.indptr, job.indices, values, cw, pw, sw, options, params,

@@ -39,6 +39,33 @@ def _element(x, y, class_pos_weight, params):
     return bce
 
 
+def negative_element(x, params):
+    """``element(x, 0, ., params)`` of a negative without probability shifting (closed forms:
+    ``_math.bce_negative_term``, ``_math.focal_negative_term``)."""
+    if len(params) == 4:
+        return _math.focal_negative_term(x, params[1], params[3])
+    return _math.bce_negative_term(x)
+
+
+@overload(negative_element, inline="always")
+def _negative_element(x, params):
+    if isinstance(params, types.BaseTuple) and len(params) == 4:
+        return lambda x, params: _math.focal_negative_term(x, params[1], params[3])
+    return lambda x, params: _math.bce_negative_term(x)
+
+
+def shifts_negatives(params):
+    """Whether the loss shifts negatives' probabilities (focal ``clip > 0``)."""
+    return len(params) == 4 and params[2] > 0
+
+
+@overload(shifts_negatives, inline="always")
+def _shifts_negatives(params):
+    if isinstance(params, types.BaseTuple) and len(params) == 4:
+        return lambda params: params[2] > 0
+    return lambda params: False
+
+
 def _typed(like, params):
     return params
 
@@ -69,19 +96,30 @@ def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use
     n = xr.size
     one = _math.cast_like(xr[0], 1.0)
     pw0 = prm[0]
+    general = y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
     total = 0.0
     for b0 in range(0, n, BLOCK):
         b1 = min(b0 + BLOCK, n)
         xb = xr[b0:b1]
         gb = gr[b0:b1]
+        cwb = class_weight[b0:b1]                # (empty when absent) sliced: a loop indexed
+        pwb = pos_weight[b0:b1]                  # from b0 gathers instead of vectorising
         acc = _math.cast_like(xr[0], 0.0)
-        for j in range(xb.size):                 # one inlined copy of the element formula
-            w = _math.cast_like(xr[0], class_weight[b0 + j]) if has_cw else one
-            pw = _math.cast_like(xr[0], pos_weight[b0 + j]) if use_pw else pw0
-            lj, gj = element(xb[j], y0, pw, prm)
-            acc += w * lj
-            if want_grad:
-                gb[j] = scale * w * gj
+        if general:                              # smoothed targets or shifted negatives
+            for j in range(xb.size):
+                w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
+                pw = _math.cast_like(xr[0], pwb[j]) if use_pw else pw0
+                lj, gj = element(xb[j], y0, pw, prm)
+                acc += w * lj
+                if want_grad:
+                    gb[j] = scale * w * gj
+        else:                                    # plain negatives: the closed forms
+            for j in range(xb.size):
+                w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
+                lj, gj = negative_element(xb[j], prm)
+                acc += w * lj
+                if want_grad:
+                    gb[j] = scale * w * gj
         total += float(acc)
     return total
 
@@ -134,9 +172,11 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, pos_weight, has_pw, s
         xb = xr[b0:b1]
         yb = yr[b0:b1]
         gb = gr[b0:b1] if want_grad else gr
+        cwb = class_weight[b0:b1]
+        pwb = pos_weight[b0:b1]
         for j in range(xb.size):
-            w = _math.cast_like(xr[0], class_weight[b0 + j]) if has_cw else one
-            pw = _math.cast_like(xr[0], pos_weight[b0 + j]) if has_pw else pw0
+            w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
+            pw = _math.cast_like(xr[0], pwb[j]) if has_pw else pw0
             y = keep * _math.cast_like(xr[0], yb[j]) + y0
             lj, gj = element(xb[j], y, pw, prm)
             acc_blk += w * lj
