@@ -1,0 +1,108 @@
+"""Row machinery shared by the CUDA kernels: the thread layout, online row statistics and the
+deterministic group reductions.
+
+Layout: a block of ``blockDim.x`` threads is cut into groups of ``group_threads`` (a power of
+two); a group owns one row at a time (a block per row for long rows, several rows per block for
+short ones) and walks the rows of its block with a grid-stride loop. Thread ``lane`` of a group
+handles the classes ``lane, lane + group_threads, ...``: consecutive threads read consecutive
+addresses (coalesced), and a thread reads and writes only its own classes, so the logits may be
+the gradient buffer. Every thread of a block runs the same number of loop trips and reductions
+(rows past the end are empty), which keeps ``syncthreads`` and full-warp shuffles legal.
+
+Reductions: a butterfly of ``xor_shuffle`` inside the warp (every lane ends with the same bits:
+floating-point addition is commutative), then, for groups wider than a warp, one value per warp
+through shared memory, combined by every thread in warp order. No atomics: the same input gives
+the same bits, run after run.
+"""
+import math
+
+from numba import cuda, float64
+
+from ... import _math
+from ._primitives import MAX_WARPS, SCRATCH, SLOTS, WARP, device, xor_shuffle
+
+NEG_INF = -math.inf
+
+
+@device
+def combine_stats(m_a, s1_a, m_b, s1_b):
+    """Union of two online softmax states ``(m, s1)``: ``m`` the max, ``s1 = sum exp(x - m) - 1``
+    (the max's own 1 is left out so ``log1p(s1)`` keeps full relative accuracy). Commutative
+    bit for bit; the empty state is ``(-inf, -1)``."""
+    if m_b > m_a:
+        m_a, s1_a, m_b, s1_b = m_b, s1_b, m_a, s1_a
+    if m_b == m_a:
+        return m_a, s1_a + s1_b + 1.0
+    return m_a, s1_a + (1.0 + s1_b) * math.exp(m_b - m_a)
+
+
+@device
+def group_reduce(m, s1, a, b, c, group_threads, shared, scratch):
+    """Reduce the online state ``(m, s1)`` and the sums ``a, b, c`` (float64) over the group;
+    every thread of the group gets the totals. Called by every thread of the block; ends with
+    ``syncthreads``, so it also orders the group's memory accesses (reads before writes)."""
+    m = float(m)
+    width = group_threads if group_threads < WARP else WARP
+    offset = width // 2
+    while offset > 0:
+        m_o = xor_shuffle(m, offset, scratch)
+        s_o = xor_shuffle(s1, offset, scratch)
+        m, s1 = combine_stats(m, s1, m_o, s_o)
+        a += xor_shuffle(a, offset, scratch)
+        b += xor_shuffle(b, offset, scratch)
+        c += xor_shuffle(c, offset, scratch)
+        offset //= 2
+    if group_threads > WARP:
+        tid = cuda.threadIdx.x
+        if tid % WARP == 0:
+            warp = tid // WARP
+            shared[0, warp] = m
+            shared[1, warp] = s1
+            shared[2, warp] = a
+            shared[3, warp] = b
+            shared[4, warp] = c
+        cuda.syncthreads()
+        first = (tid // group_threads) * (group_threads // WARP)
+        m = shared[0, first]
+        s1 = shared[1, first]
+        a = shared[2, first]
+        b = shared[3, first]
+        c = shared[4, first]
+        for w in range(first + 1, first + group_threads // WARP):
+            m, s1 = combine_stats(m, s1, shared[0, w], shared[1, w])
+            a += shared[2, w]
+            b += shared[3, w]
+            c += shared[4, w]
+    cuda.syncthreads()
+    return m, s1, a, b, c
+
+
+@device
+def group_sums(a, b, c, group_threads, shared, scratch):
+    """``group_reduce`` of three sums only."""
+    _, _, a, b, c = group_reduce(NEG_INF, -1.0, a, b, c, group_threads, shared, scratch)
+    return a, b, c
+
+
+@device
+def thread_stats(logits, row, lane, n_cols, group_threads):
+    """This thread's online state ``(m, s1)`` over its classes (one read of each logit).
+    A new maximum rescales the sum: ``s1 <- (1 + s1) exp(m_old - m_new)`` (the new max is the
+    left-out 1), so no cancellation ever happens; NaN propagates through ``s1``."""
+    m = _math.cast_like(logits[0, 0], NEG_INF)
+    s1 = -1.0
+    for j in range(lane, n_cols, group_threads):
+        v = logits[row, j]
+        if v > m:
+            s1 = (1.0 + s1) * float(_math.exp_nonpos(m - v))
+            m = v
+        else:
+            s1 += float(_math.exp_nonpos(v - m))
+    return m, s1
+
+
+#: Kernels allocate ``cuda.shared.array(SHARED_SHAPE, F64)`` (the reductions' per-warp slots)
+#: and ``cuda.shared.array(SCRATCH_SIZE, F64)`` (the simulator's shuffle scratch) at their top.
+SHARED_SHAPE = (SLOTS, MAX_WARPS)
+SCRATCH_SIZE = SCRATCH
+F64 = float64

@@ -1,0 +1,221 @@
+"""Entry point of the CUDA backend: ``run(job)`` launches the kernel for a validated job
+(``fastxent._checks.Canonical``) and returns the float64 row losses.
+
+Host jobs (NumPy arrays, ``backend="cuda"`` on host input) are copied to the device and the
+results back (``job.grad`` is filled, the row losses come back as NumPy). Device jobs
+(``fastxent._device`` builds them from CUDA arrays) stay on the device: ``run`` returns a device
+array of row losses and writes the gradient into ``job.grad`` without synchronising the host;
+``sum_rows`` reduces row losses on the device in a fixed order (no float atomics: results are
+identical run to run).
+
+``kernels.py`` re-exports this module after checking that a GPU (or the simulator) is there;
+this module itself imports without a GPU (the PTX test compiles its ``signatures()``).
+"""
+import math
+
+import numpy as np
+from numba import cuda
+
+from ... import _config
+from ._primitives import SIMULATOR, WARP
+from ._rows import F64, SCRATCH_SIZE, SHARED_SHAPE, group_sums
+from .sigmoid import bce_dense, bce_sparse, focal_dense, focal_sparse
+from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
+from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
+
+
+@cuda.jit
+def sum_rows(row_loss, out):
+    """``out[0] = sum(row_loss)`` by one block: strided partial sums, then a fixed tree."""
+    shared = cuda.shared.array(SHARED_SHAPE, F64)
+    scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+    tid = cuda.threadIdx.x
+    acc = 0.0
+    for i in range(tid, row_loss.size, cuda.blockDim.x):
+        acc += row_loss[i]
+    total, _, _ = group_sums(acc, 0.0, 0.0, cuda.blockDim.x, shared, scratch)
+    if tid == 0:
+        out[0] = total
+
+
+@cuda.jit
+def cast_rows(row_loss, out):
+    """``out[i] = row_loss[i]`` in out's dtype (the "none" reduction's output)."""
+    for i in range(cuda.grid(1), row_loss.size, cuda.gridsize(1)):
+        out[i] = row_loss[i]
+
+
+def layout(n_rows: int, n_classes: int):
+    """(blocks, threads per block, threads per row) from the tunables in ``_config``."""
+    threads = int(_config.CUDA_THREADS_PER_BLOCK)
+    if not SIMULATOR and (threads % WARP or not 0 < threads <= 1024):
+        raise ValueError(f"CUDA_THREADS_PER_BLOCK must be a multiple of {WARP} in "
+                         f"[32, 1024], got {threads}")
+    if threads & (threads - 1):
+        raise ValueError(f"CUDA_THREADS_PER_BLOCK must be a power of two, got {threads}")
+    want = max(1, -(-n_classes // max(1, int(_config.CUDA_ELEMENTS_PER_THREAD))))
+    group = 1 << (want - 1).bit_length()
+    group = min(group, threads)
+    rows_per_block = threads // group
+    blocks = max(1, min(-(-n_rows // rows_per_block), int(_config.CUDA_MAX_BLOCKS)))
+    return blocks, threads, group
+
+
+def _on_device(arr, dtype=None):
+    """A device array for ``arr`` (NumPy: copied; device arrays: as they are)."""
+    if isinstance(arr, np.ndarray):
+        return cuda.to_device(np.ascontiguousarray(arr, dtype=dtype))
+    return arr
+
+
+def _optional(arr):
+    return _on_device(arr, np.float64) if arr is not None else cuda.device_array(0, np.float64)
+
+
+def plan(job, row_loss=None):
+    """(kernel, blocks, threads, args, row_loss, grad) for ``job`` without launching (used by ``run`` and by
+    the PTX test, which compiles every signature this produces)."""
+    host = isinstance(job.logits, np.ndarray)
+    n_rows, n_classes = job.logits.shape
+    logits = _on_device(job.logits)
+    dtype = np.dtype(job.logits.dtype)
+    want_grad = job.grad is not None
+    if not want_grad:
+        grad = cuda.device_array((1, 1), dtype)
+    elif not host:
+        grad = job.grad
+    elif job.grad is job.logits:
+        grad = logits                                  # in place on the device as well
+    else:
+        grad = cuda.device_array(job.logits.shape, dtype)
+    if row_loss is None:
+        row_loss = cuda.device_array(n_rows, np.float64)
+    cw = _optional(job.class_weight)
+    sw = _optional(job.sample_weight)
+    blocks, threads, group = layout(n_rows, n_classes)
+    sparse = job.kind == "sparse"
+    if sparse:
+        indptr = _on_device(job.indptr, np.int64)
+        indices = _on_device(job.indices, np.int64)
+        values = _optional(job.values)
+        nnz = int(job.indices.shape[0])
+        targets = None
+    else:
+        targets = _on_device(job.dense)
+    family = job.family
+    if family == "softmax_xent":
+        if job.class_weight is None:
+            cw_sum = float(n_classes)
+        else:
+            cw_sum = float(np.sum(job.class_weight)) if isinstance(job.class_weight, np.ndarray) \
+                else float(job.extra["class_weight_sum"])
+        options = (float(job.label_smoothing), float(job.z_loss), float(job.grad_scale), cw_sum)
+        if sparse:
+            pos_buf = cuda.device_array(max(nnz, 1), np.float64)
+            kernel = softmax_xent_sparse
+            args = (logits, indptr, indices, values, cw, sw, options, row_loss, grad, want_grad,
+                    pos_buf, group)
+        else:
+            kernel = softmax_xent_dense
+            args = (logits, targets, cw, sw, options, row_loss, grad, want_grad, group)
+    elif family == "softmax_focal":
+        options = (float(job.label_smoothing), float(job.gamma), float(job.grad_scale))
+        if sparse:
+            pos_buf = cuda.device_array((max(nnz, 1), 2), np.float64)
+            kernel = softmax_focal_sparse
+            args = (logits, indptr, indices, values, cw, sw, options, row_loss, grad, want_grad,
+                    pos_buf, group)
+        else:
+            kernel = softmax_focal_dense
+            args = (logits, targets, cw, sw, options, row_loss, grad, want_grad, group)
+    else:
+        focal = family == "sigmoid_focal"
+        params = (float(job.pos_weight_scalar), float(job.gamma), float(job.gamma_neg),
+                  float(job.clip), float(job.alpha))
+        pw = _optional(job.pos_weight)
+        options = (float(job.label_smoothing), float(job.grad_scale))
+        if sparse:
+            pos_buf = cuda.device_array(max(nnz, 1), np.float64)
+            kernel = focal_sparse if focal else bce_sparse
+            args = (logits, indptr, indices, values, cw, pw, sw, options, params, row_loss, grad,
+                    want_grad, pos_buf, group)
+        else:
+            kernel = focal_dense if focal else bce_dense
+            args = (logits, targets, cw, pw, sw, options, params, row_loss, grad, want_grad,
+                    group)
+    return kernel, blocks, threads, args, row_loss, grad
+
+
+def run(job):
+    """Row losses of ``job`` (float64; NumPy for a host job, a device array for a device job);
+    the gradient goes to ``job.grad`` when it is set."""
+    host = isinstance(job.logits, np.ndarray)
+    n_rows = job.logits.shape[0]
+    if n_rows == 0:
+        return np.zeros(0) if host else cuda.device_array(0, np.float64)
+    kernel, blocks, threads, args, row_loss, grad = plan(job)
+    kernel[blocks, threads](*args)
+    if not host:
+        return row_loss
+    if job.grad is not None:
+        grad.copy_to_host(job.grad)
+    return row_loss.copy_to_host()
+
+
+def device_sum(row_loss) -> float:
+    """``sum(row_loss)`` of a device array, reduced on the device in a fixed order; the one
+    host synchronisation of a scalar loss."""
+    out = cuda.device_array(1, np.float64)
+    if row_loss.shape[0] == 0:
+        return 0.0
+    sum_rows[1, _config.CUDA_SUM_THREADS if not SIMULATOR else 8](row_loss, out)
+    return float(out.copy_to_host()[0])
+
+
+def device_cast(row_loss, dtype):
+    """The row losses as a new device array of ``dtype``."""
+    out = cuda.device_array(row_loss.shape[0], dtype)
+    if row_loss.shape[0]:
+        threads = 128 if not SIMULATOR else 8
+        cast_rows[max(1, min(math.ceil(row_loss.shape[0] / threads), 1024)), threads](row_loss,
+                                                                                      out)
+    return out
+
+
+def signatures():
+    """Every (kernel, argument types) that ``run`` launches: logits float32/float64, dense
+    targets of any float dtype (or uint8 for booleans), with and without the optional arrays
+    (absent ones are empty arrays of the same type, so one signature covers both). Used by the
+    test that compiles each to PTX for a real GPU (``cuda.compile_ptx``)."""
+    from numba.cuda import types
+
+    def arr(dtype, ndim=1):
+        return types.Array(dtype, ndim, "C")
+
+    f64 = types.float64
+    i64 = types.int64
+    out = [(sum_rows, (arr(f64), arr(f64)))]
+    for dtype in (types.float32, types.float64):
+        x = arr(dtype, 2)
+        out.append((cast_rows, (arr(f64), arr(dtype))))
+        csr = (x, arr(i64), arr(i64), arr(f64))
+        common = (arr(f64), types.boolean)            # row_loss, (grad), want_grad
+        for kernel, n_options in ((softmax_xent_sparse, 4), (softmax_focal_sparse, 3)):
+            pos_ndim = 1 if kernel is softmax_xent_sparse else 2
+            out.append((kernel, csr + (arr(f64), arr(f64), types.UniTuple(f64, n_options),
+                                       common[0], x, common[1], arr(f64, pos_ndim), i64)))
+        for kernel in (bce_sparse, focal_sparse):
+            out.append((kernel, csr + (arr(f64), arr(f64), arr(f64), types.UniTuple(f64, 2),
+                                       types.UniTuple(f64, 5), common[0], x, common[1],
+                                       arr(f64), i64)))
+        for target in (types.float32, types.float64, types.uint8):
+            y = arr(target, 2)
+            for kernel, n_options in ((softmax_xent_dense, 4), (softmax_focal_dense, 3)):
+                if target == types.uint8:               # softmax dense targets are floats
+                    continue
+                out.append((kernel, (x, y, arr(f64), arr(f64), types.UniTuple(f64, n_options),
+                                     common[0], x, common[1], i64)))
+            for kernel in (bce_dense, focal_dense):
+                out.append((kernel, (x, y, arr(f64), arr(f64), arr(f64), types.UniTuple(f64, 2),
+                                     types.UniTuple(f64, 5), common[0], x, common[1], i64)))
+    return out

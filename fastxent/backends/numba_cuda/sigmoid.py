@@ -1,0 +1,165 @@
+"""Sigmoid binary cross-entropy and sigmoid focal loss, forward and gradient (CUDA).
+
+The same formulas as ``backends/numba_cpu/sigmoid.py`` (docs/losses.md)::
+
+    loss = sw * sum_c w_c l(x_c, y'_c)       grad = sw * scale * w_c dl/dx(x_c, y'_c)
+
+with ``l`` = ``_math.bce_term`` or ``_math.focal_term``. ``make_kernels(element)`` builds the
+dense and sparse kernels of one element formula (specialised at compile time; ``params`` is
+always ``(pos_weight, gamma, gamma_neg, clip, alpha)``).
+
+Sparse targets cost O(nnz) on top of one pass over the logits: 1. the positives' corrections
+(their loss minus the background loss, and their final gradient, kept in ``pos_buf``) before any
+write, 2./3. one pass treating every logit as background ``y'_0 = eps / 2`` (loss and gradient),
+then the positives' gradients put in place. No row statistics: one read, one write.
+"""
+from numba import cuda
+
+from ... import _math
+from ._primitives import device
+from ._rows import F64, SCRATCH_SIZE, SHARED_SHAPE, group_sums
+
+
+@device
+def bce_element(x, y, pos_weight, gamma, gamma_neg, clip, alpha):
+    return _math.bce_term(x, y, pos_weight)
+
+
+@device
+def focal_element(x, y, pos_weight, gamma, gamma_neg, clip, alpha):
+    return _math.focal_term(x, y, gamma, gamma_neg, clip, alpha)
+
+
+def make_kernels(element):
+    """(dense kernel, sparse kernel) computing the loss ``element`` per logit."""
+
+    @device
+    def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, pos_weight,
+                  sw, options, params, grad, want_grad, shared, scratch):
+        eps, grad_scale = options
+        has_cw = class_weight.size > 0
+        has_pw = pos_weight.size > 0
+        like = logits[0, 0]
+        one = _math.cast_like(like, 1.0)
+        pw0 = _math.cast_like(like, params[0])
+        gamma = _math.cast_like(like, params[1])
+        gamma_neg = _math.cast_like(like, params[2])
+        clip = _math.cast_like(like, params[3])
+        alpha = _math.cast_like(like, params[4])
+        y0 = _math.cast_like(like, 0.5 * eps)
+        keep = _math.cast_like(like, 1.0 - eps)
+        scale_x = _math.cast_like(like, sw * grad_scale)
+        # 2. loss and 3. gradient in one pass
+        acc = 0.0
+        for j in range(lane, n_cols, group_threads):
+            w = _math.cast_like(like, class_weight[j]) if has_cw else one
+            pw = _math.cast_like(like, pos_weight[j]) if has_pw else pw0
+            y = keep * _math.cast_like(like, targets[row, j]) + y0
+            lj, gj = element(logits[row, j], y, pw, gamma, gamma_neg, clip, alpha)
+            acc += float(w * lj)
+            if want_grad:
+                grad[row, j] = scale_x * w * gj
+        total, _, _ = group_sums(acc, 0.0, 0.0, group_threads, shared, scratch)
+        return sw * total
+
+    @device
+    def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values,
+                   class_weight, pos_weight, sw, options, params, grad, want_grad, pos_buf,
+                   shared, scratch):
+        eps, grad_scale = options
+        has_values = values.size > 0
+        has_cw = class_weight.size > 0
+        has_pw = pos_weight.size > 0
+        like = logits[0, 0]
+        one = _math.cast_like(like, 1.0)
+        pw0 = _math.cast_like(like, params[0])
+        gamma = _math.cast_like(like, params[1])
+        gamma_neg = _math.cast_like(like, params[2])
+        clip = _math.cast_like(like, params[3])
+        alpha = _math.cast_like(like, params[4])
+        y0 = _math.cast_like(like, 0.5 * eps)
+        keep = _math.cast_like(like, 1.0 - eps)
+        scale = sw * grad_scale
+        # 2. the positives' corrections, before any write (logits may alias grad)
+        acc = 0.0
+        for k in range(k0 + lane, k1, group_threads):
+            c = indices[k]
+            x = logits[row, c]
+            y = keep * _math.cast_like(like, values[k] if has_values else 1.0) + y0
+            pw = _math.cast_like(like, pos_weight[c]) if has_pw else pw0
+            l_pos, g_pos = element(x, y, pw, gamma, gamma_neg, clip, alpha)
+            l_bg, g_bg = element(x, y0, pw, gamma, gamma_neg, clip, alpha)
+            w = class_weight[c] if has_cw else 1.0
+            acc += w * (float(l_pos) - float(l_bg))
+            pos_buf[k] = scale * w * float(g_pos)
+        cuda.syncthreads()
+        # 2./3. the background pass: every logit as y'_0, gradient written once
+        use_pw = has_pw and eps > 0.0
+        scale_x = _math.cast_like(like, scale)
+        for j in range(lane, n_cols, group_threads):
+            w = _math.cast_like(like, class_weight[j]) if has_cw else one
+            pw = _math.cast_like(like, pos_weight[j]) if use_pw else pw0
+            lj, gj = element(logits[row, j], y0, pw, gamma, gamma_neg, clip, alpha)
+            acc += float(w * lj)
+            if want_grad:
+                grad[row, j] = scale_x * w * gj
+        total, _, _ = group_sums(acc, 0.0, 0.0, group_threads, shared, scratch)
+        if want_grad:
+            for k in range(k0 + lane, k1, group_threads):
+                grad[row, indices[k]] = _math.cast_like(like, pos_buf[k])
+        return sw * total
+
+    @cuda.jit
+    def dense_kernel(logits, targets, class_weight, pos_weight, sample_weight, options, params,
+                     row_loss, grad, want_grad, group_threads):
+        """options = (label_smoothing, grad_scale); params = (pos_weight, gamma, gamma_neg,
+        clip, alpha); pos_weight: [C] or empty (then params[0])."""
+        shared = cuda.shared.array(SHARED_SHAPE, F64)
+        scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+        n_rows, n_classes = logits.shape
+        has_sw = sample_weight.size > 0
+        tid = cuda.threadIdx.x
+        lane = tid % group_threads
+        rows_per_block = cuda.blockDim.x // group_threads
+        for first in range(cuda.blockIdx.x * rows_per_block, n_rows,
+                           cuda.gridDim.x * rows_per_block):
+            row = first + tid // group_threads
+            active = row < n_rows
+            r = row if active else n_rows - 1
+            loss = dense_row(logits, r, n_classes if active else 0, lane, group_threads,
+                             targets, class_weight, pos_weight,
+                             sample_weight[r] if has_sw else 1.0, options, params, grad,
+                             want_grad, shared, scratch)
+            if active and lane == 0:
+                row_loss[r] = loss
+
+    @cuda.jit
+    def sparse_kernel(logits, indptr, indices, values, class_weight, pos_weight, sample_weight,
+                      options, params, row_loss, grad, want_grad, pos_buf, group_threads):
+        """As the dense kernel, targets in CSR form; pos_buf is float64 [nnz]."""
+        shared = cuda.shared.array(SHARED_SHAPE, F64)
+        scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+        n_rows, n_classes = logits.shape
+        has_sw = sample_weight.size > 0
+        tid = cuda.threadIdx.x
+        lane = tid % group_threads
+        rows_per_block = cuda.blockDim.x // group_threads
+        for first in range(cuda.blockIdx.x * rows_per_block, n_rows,
+                           cuda.gridDim.x * rows_per_block):
+            row = first + tid // group_threads
+            active = row < n_rows
+            r = row if active else n_rows - 1
+            k0 = indptr[r] if active else 0
+            k1 = indptr[r + 1] if active else 0
+            loss = sparse_row(logits, r, n_classes if active else 0, lane, group_threads, k0,
+                              k1, indices, values, class_weight, pos_weight,
+                              sample_weight[r] if has_sw else 1.0, options, params, grad,
+                              want_grad, pos_buf, shared, scratch)
+            if active and lane == 0:
+                row_loss[r] = loss
+
+    return dense_kernel, sparse_kernel
+
+
+bce_dense, bce_sparse = make_kernels(bce_element)
+focal_dense, focal_sparse = make_kernels(focal_element)
