@@ -1,49 +1,148 @@
 """Build hook for fastxent's compiled backend; all metadata lives in pyproject.toml.
 
-Every ``fastxent/**/*.pyx`` becomes an extension module of the same dotted name, compiled with
-OpenMP. With no .pyx file (the state before the Cython backend lands) nothing is compiled and
-Cython is not even imported, so the package stays pure Python.
+Every ``fastxent/**/*.pyx`` becomes an extension module of the same dotted name (the Cython
+backend, ``fastxent/backends/cython``). The package is complete without them: when there is no C
+compiler, no Cython, or a compile error, the build warns and installs the pure-Python package
+(the Numba and NumPy backends); ``fastxent info`` then says the Cython backend is not built.
+Set ``FASTXENT_NO_EXTENSIONS=1`` to skip the extensions on purpose.
 
-Compiler flags are portable on purpose: no ``-ffast-math`` (it implies finite-math-only, which
-breaks the -inf initialised maxima and the inf/NaN handling of the losses) and no ``-march``
-(a binary built with ``-march=x86-64-v4`` dies on CPUs without AVX-512).
-Set ``FASTXENT_NO_EXTENSIONS=1`` to build without the compiled backend.
+Compiler flags (gcc/clang; each is tried on the compiler first and dropped if refused):
+
+* ``-O3``: loop vectorisation. The float32 exp/log are the polynomials of ``fastxent/_math.py``
+  written in C (``_scalar.pxd``), so they vectorise with any x86-64/aarch64 baseline: no
+  ``-march`` (a binary built with ``-march=x86-64-v4`` dies on CPUs without AVX-512) and no
+  glibc libmvec (which gcc only uses under ``-ffast-math``).
+* ``-fno-math-errno -funsafe-math-optimizations -ffp-contract=fast``: the parts of
+  ``-ffast-math`` that let long float sums vectorise (reassociation, no signed zeros, no traps,
+  reciprocals, FMA contraction; Numba's kernels use the same subset). *Not* ``-ffast-math``
+  itself: it implies ``-ffinite-math-only``, under which the compiler deletes the ``x == x``
+  NaN tests and the -inf initialised maxima the losses rely on. Reassociation is only enabled
+  when the compiler has an arithmetic fence (``__builtin_assoc_barrier``, gcc >= 12, or clang's
+  ``__arithmetic_fence``), which guards the Cody-Waite reductions; otherwise it is left out.
+* ``-fopenmp`` (compile and link): ``prange`` over rows. If the compiler has no OpenMP the
+  extension is built serial (``fastxent info`` says so).
 """
 
 import os
 import sys
+import tempfile
+import textwrap
+import warnings
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+_FENCE_PROBE = textwrap.dedent("""
+    #if defined(__clang__)
+    #  if !__has_builtin(__arithmetic_fence)
+    #    error no fence
+    #  endif
+    #  define FENCE(x) __arithmetic_fence(x)
+    #else
+    #  define FENCE(x) __builtin_assoc_barrier(x)
+    #endif
+    double f(double x, double y) { return FENCE(x - y) + y; }
+    """)
+_OPENMP_PROBE = textwrap.dedent("""
+    #include <omp.h>
+    int f(void) { return omp_get_max_threads(); }
+    """)
 
 
-def _openmp_flags():
-    if sys.platform == "win32":
+def _openmp_flags(compiler_type):
+    if compiler_type == "msvc":
         return ["/openmp"], []
     if sys.platform == "darwin":  # Apple clang needs libomp and the preprocessor flag
         return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
     return ["-fopenmp"], ["-fopenmp"]
 
 
+def _compiles(compiler, source, flags, link_flags=()):
+    """Whether ``source`` compiles (and links into a shared object) with ``flags``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as handle:
+            handle.write(source)
+        try:
+            objects = compiler.compile([path], output_dir=tmp, extra_postargs=list(flags))
+            if link_flags:
+                compiler.link_shared_object(objects, os.path.join(tmp, "probe.so"),
+                                            extra_postargs=list(link_flags))
+        except Exception:  # CompileError, LinkError, a missing compiler executable
+            return False
+    return True
+
+
+class OptionalBuildExt(build_ext):
+    """Choose flags the compiler accepts; never fail the installation for the extension."""
+
+    def build_extensions(self):
+        compiler = self.compiler
+        ctype = compiler.compiler_type
+        if ctype == "msvc":
+            compile_args, link_args = ["/O2", "/fp:precise"], []
+        else:
+            compile_args, link_args = ["-O3"], []
+            for flag in ("-fno-math-errno", "-ffp-contract=fast"):
+                if _compiles(compiler, "int f(void) { return 0; }\n", [flag]):
+                    compile_args.append(flag)
+            if _compiles(compiler, _FENCE_PROBE, ["-funsafe-math-optimizations",
+                                                  "-Werror=implicit-function-declaration"]):
+                compile_args.append("-funsafe-math-optimizations")
+            else:
+                self.announce("fastxent: no arithmetic fence in this compiler: building "
+                              "without reassociation (slower float sums)", level=2)
+        omp_compile, omp_link = _openmp_flags(ctype)
+        self.fastxent_openmp = _compiles(compiler, _OPENMP_PROBE, omp_compile, omp_link)
+        if self.fastxent_openmp:
+            compile_args += omp_compile
+            link_args += omp_link
+        else:
+            warnings.warn("fastxent: the C compiler has no OpenMP; the Cython backend is built "
+                          "serial (one thread)")
+        for ext in self.extensions:
+            ext.extra_compile_args = compile_args + list(ext.extra_compile_args)
+            ext.extra_link_args = link_args + list(ext.extra_link_args)
+        super().build_extensions()
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, compile errors: install without the extension
+            warnings.warn(f"fastxent: the Cython backend could not be built ({exc}); "
+                          "installing without it (Numba and NumPy backends only)")
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            warnings.warn(f"fastxent: extension {ext.name} could not be built ({exc}); "
+                          "the Cython backend will report itself unavailable")
+
+
 def _extensions():
     sources = sorted(Path("fastxent").rglob("*.pyx"))
     if not sources or os.environ.get("FASTXENT_NO_EXTENSIONS"):
         return []
-    from Cython.Build import cythonize
-
-    compile_args, link_args = _openmp_flags()
-    if sys.platform != "win32":
-        compile_args = ["-O3", *compile_args]
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        warnings.warn("fastxent: Cython is not installed; installing without the Cython backend")
+        return []
     extensions = [
-        Extension(
-            ".".join(source.with_suffix("").parts),
-            [str(source)],
-            extra_compile_args=compile_args,
-            extra_link_args=link_args,
-        )
+        Extension(".".join(source.with_suffix("").parts), [str(source)],
+                  include_dirs=[str(source.parent)])
         for source in sources
     ]
-    return cythonize(extensions, compiler_directives={"language_level": "3"})
+    directives = {"language_level": "3", "boundscheck": False, "wraparound": False,
+                  "cdivision": True, "initializedcheck": False}
+    try:
+        return cythonize(extensions, compiler_directives=directives, quiet=True)
+    except Exception as exc:  # a Cython error must not break the pure-Python installation
+        warnings.warn(f"fastxent: cythonize failed ({exc}); installing without the Cython "
+                      "backend")
+        return []
 
 
-setup(ext_modules=_extensions())
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -6,7 +6,9 @@ row losses). ``_BACKENDS`` maps a backend name to that module and a description;
 module is the availability probe (an ``ImportError`` says what is missing). The NumPy reference is
 the backend "numpy" and is always available.
 
-``backend="auto"`` takes the first available backend of ``_config.AUTO_ORDER`` for host arrays.
+``backend="auto"`` takes the first available backend of ``_config.AUTO_ORDER`` for host arrays:
+Numba when numba is importable and ``FASTXENT_DISABLE_NUMBA`` is unset, else the Cython kernels
+when they were built, else the NumPy reference (with a warning).
 An explicit backend that is not available raises ``RuntimeError`` saying what to install.
 """
 from __future__ import annotations
@@ -21,6 +23,14 @@ _BACKENDS = {
     "numba": ("fastxent.backends.numba_cpu.kernels",
               "Numba CPU kernels (fastxent.backends.numba_cpu)",
               "install numba with `pip install numba`"),
+    "cython": ("fastxent.backends.cython.kernels",
+               "Cython OpenMP CPU kernels, compiled at install time (fastxent.backends.cython)",
+               "reinstall fastxent with a C compiler (`pip install -e .`; Cython >= 3 is a build "
+               "requirement)"),
+    "cuda": ("fastxent.backends.numba_cuda.kernels",
+             "Numba CUDA kernels on an NVIDIA GPU (fastxent.backends.numba_cuda); "
+             "chosen by backend='auto' for CUDA device arrays",
+             "install numba-cuda with `pip install \"fastxent[cuda]\"`"),
     "numpy": (None, "the float64 NumPy reference (fastxent.reference): exact but slow", ""),
 }
 _DESCRIPTIONS = {name: entry[1] for name, entry in _BACKENDS.items()}
@@ -57,6 +67,21 @@ def _probe(name: str) -> tuple[bool, str]:
 def kernels(name: str):
     """The module whose ``run(job)`` computes on backend ``name`` (already selected)."""
     return importlib.import_module(_BACKENDS[name][0])
+
+
+def run(name: str, job):
+    """``kernels(name).run(job)`` on ``fastxent.get_num_threads()`` threads (CPU backends): the
+    count goes to the Cython kernels as an argument, and to Numba through
+    ``numba.set_num_threads`` in the calling thread only, restored after the kernel."""
+    from . import _threads
+
+    n_threads = _threads.get_num_threads()
+    job.extra["n_threads"] = n_threads
+    module = kernels(name)
+    if name == "numba":
+        with _threads.numba_threads(n_threads):
+            return module.run(job)
+    return module.run(job)
 
 
 def available_backends() -> dict[str, str]:

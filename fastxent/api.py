@@ -166,7 +166,7 @@ def _run(job: Canonical, reduction: str, denominator: float, return_grad: bool,
         scale = 1.0
     job.grad_scale = scale
     job.grad = grad
-    row_loss = _dispatch.kernels(name).run(job)
+    row_loss = _dispatch.run(name, job)      # on fastxent.get_num_threads() threads
     if reduction == "none":
         loss = row_loss.astype(x.dtype)
     else:

@@ -1,0 +1,76 @@
+"""Thread count of the CPU backends: one setting for Numba and Cython.
+
+``set_num_threads(n)`` / ``get_num_threads()``; the default is the number of cores this process
+may run on (``os.sched_getaffinity``), or ``FASTXENT_NUM_THREADS`` from the environment.
+The count reaches the kernels as an argument: the Cython kernels take it directly (OpenMP
+``num_threads``); for Numba, :func:`numba_threads` sets ``numba.set_num_threads`` in the calling
+thread only, right before the kernel, and restores the previous value after it. Nothing here
+changes Numba's global state, and this module never imports numba by itself.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+_num_threads: int | None = None
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _from_env() -> int | None:
+    raw = os.environ.get("FASTXENT_NUM_THREADS", "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value >= 1 else None
+
+
+def set_num_threads(n_threads: int) -> None:
+    """Use ``n_threads`` threads in the CPU kernels (Numba and Cython) from now on.
+
+    ``None`` restores the default (``FASTXENT_NUM_THREADS``, else the machine's cores)."""
+    global _num_threads
+    if n_threads is None:
+        _num_threads = None
+        return
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) and not hasattr(
+            n_threads, "__index__"):
+        raise TypeError(f"n_threads must be a positive int, got {n_threads!r}")
+    value = int(n_threads.__index__())
+    if value < 1:
+        raise ValueError(f"n_threads must be >= 1, got {value}")
+    _num_threads = value
+
+
+def get_num_threads() -> int:
+    """The number of threads the CPU kernels use (see :func:`set_num_threads`)."""
+    if _num_threads is not None:
+        return _num_threads
+    return _from_env() or _cores()
+
+
+@contextlib.contextmanager
+def numba_threads(n_threads: int):
+    """Run a Numba kernel on ``n_threads`` threads (at most Numba's pool size), in the calling
+    thread only; the previous setting of this thread is restored afterwards."""
+    import numba
+
+    limit = int(numba.config.NUMBA_NUM_THREADS)
+    wanted = max(1, min(int(n_threads), limit))
+    previous = numba.get_num_threads()
+    if wanted == previous:
+        yield
+        return
+    numba.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

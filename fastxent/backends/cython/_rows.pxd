@@ -1,0 +1,124 @@
+# cython: language_level=3
+"""Row loops shared by the Cython kernels (mirror of ``backends/numba_cpu/_rows.py``).
+
+Each helper walks one C-contiguous row through a pointer from index 0 (so the C compiler
+vectorises it) and accumulates long sums in float64, block by block, from float32-or-float64
+partial sums over ``BLOCK`` elements. ``class_weight`` is a float64 pointer, NULL when absent.
+"""
+from libc.math cimport exp as libm_exp, expm1 as libm_expm1, INFINITY
+from cython cimport floating
+
+from ._scalar cimport exp_nonpos, fence
+
+cdef enum:
+    BLOCK = 512    # elements per block: float32 partial sums over a block stay accurate, then go
+    #                to float64; a block is 2 KiB of float32, so its second read hits L1
+    MAX_LANES = 16  # independent accumulators of block_max (one AVX-512 vector of float32)
+
+
+cdef inline floating block_max(const floating* xr, Py_ssize_t n) noexcept nogil:
+    """max of a row slice (NaN is skipped here; it propagates through the sum of exp).
+    Sixteen independent lanes: the compiler turns ``v > m ? v : m`` on them into vector max
+    instructions; one running maximum would not vectorise without finite-math."""
+    cdef floating lanes[MAX_LANES]
+    cdef floating v, best
+    cdef Py_ssize_t j, l, n_full = n - n % MAX_LANES
+    for l in range(MAX_LANES):
+        lanes[l] = -INFINITY
+    j = 0
+    while j < n_full:
+        for l in range(MAX_LANES):
+            v = xr[j + l]
+            lanes[l] = v if v > lanes[l] else lanes[l]
+        j += MAX_LANES
+    for j in range(n_full, n):
+        v = xr[j]
+        lanes[0] = v if v > lanes[0] else lanes[0]
+    best = lanes[0]
+    for l in range(1, MAX_LANES):
+        best = lanes[l] if lanes[l] > best else best
+    return best
+
+
+cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) noexcept nogil:
+    """Online softmax statistics of a row, reading it once from memory (block by block):
+    returns ``s1 = sum exp(x - m) - 1`` (float64) and stores ``m = max x``. The max's own term 1
+    is left out of the float32 block sums and added back exactly, so ``log s = log1p(s1)`` keeps
+    full relative accuracy when one class dominates."""
+    cdef floating m = -INFINITY
+    cdef floating one = 1.0
+    cdef floating zero = 0.0
+    cdef floating bm, v, e, acc, ties
+    cdef double s1 = -1.0                      # s = 0 so far
+    cdef double d
+    cdef Py_ssize_t b0, j, size
+    cdef const floating* blk
+    b0 = 0
+    while b0 < n:
+        blk = xr + b0
+        size = n - b0 if n - b0 < BLOCK else BLOCK
+        bm = block_max(blk, size)
+        if bm > m:                             # s <- s exp(m - bm): s1 <- (s1 + 1) r - 1
+            d = <double>m - <double>bm
+            s1 = s1 * libm_exp(d) - (-libm_expm1(d))
+            m = bm
+        acc = zero
+        ties = zero
+        for j in range(size):
+            v = blk[j]
+            e = exp_nonpos(v - m)
+            acc += e - one if v == m else e    # exp(0) = 1 exactly: count it separately
+            ties += one if v == m else zero
+        # ties first: s1 + ties is exact (s1 >= -1, ties a small integer); adding the ties and
+        # the small sum together first would round away the low bits of s1 when s is near 1
+        s1 = fence(s1 + <double>ties) + <double>acc
+        b0 += BLOCK
+    m_out[0] = m
+    return s1
+
+
+cdef inline double row_sum_gap(const floating* xr, Py_ssize_t n, floating m,
+                               const double* class_weight) noexcept nogil:
+    """``sum_c w_c (m - x_c)`` in float64 (every term >= 0: no cancellation)."""
+    cdef double total = 0.0
+    cdef floating acc
+    cdef Py_ssize_t b0, j, size
+    cdef const floating* blk
+    cdef const double* wb
+    b0 = 0
+    while b0 < n:
+        blk = xr + b0
+        size = n - b0 if n - b0 < BLOCK else BLOCK
+        acc = 0.0
+        if class_weight != NULL:
+            wb = class_weight + b0
+            for j in range(size):
+                acc += <floating>wb[j] * fence(m - blk[j])
+        else:
+            for j in range(size):
+                acc += fence(m - blk[j])
+        total += <double>acc
+        b0 += BLOCK
+    return total
+
+
+cdef inline Py_ssize_t argmax_of(const floating* xr, Py_ssize_t n, floating m) noexcept nogil:
+    """The first index holding the row maximum ``m`` (-1 if none: a NaN row)."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        if xr[j] == m:
+            return j
+    return -1
+
+
+cdef inline void write_softmax_grad(const floating* xr, floating* gr, Py_ssize_t n, floating m,
+                                    floating a, floating b,
+                                    const double* class_weight) noexcept nogil:
+    """``gr[j] = a exp(x_j - m) - b w_j``: the softmax gradient's one write (x may alias gr)."""
+    cdef Py_ssize_t j
+    if class_weight != NULL:
+        for j in range(n):
+            gr[j] = a * exp_nonpos(xr[j] - m) - b * <floating>class_weight[j]
+    else:
+        for j in range(n):
+            gr[j] = a * exp_nonpos(xr[j] - m) - b

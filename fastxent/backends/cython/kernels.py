@@ -1,0 +1,88 @@
+"""Entry point of the Cython backend: ``run(job)`` picks the kernel for a validated job
+(``fastxent._checks.Canonical``), fills ``job.grad`` if set, and returns the row losses.
+
+Same semantics as ``backends/numba_cpu/kernels.py::run``. The thread count is an argument of every
+kernel: ``job.extra["n_threads"]`` when the dispatcher set it, else ``fastxent.get_num_threads()``.
+Dense targets of float32/float64 are read as they are; other dtypes (bool, integers, float16,
+all exact in the logits' dtype since they hold values in [0, 1]) are converted once.
+"""
+import numpy as np
+
+from ... import _threads
+
+try:
+    from .sigmoid import sigmoid_dense, sigmoid_sparse
+    from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
+    from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
+    from ._support import openmp_enabled
+except ImportError as exc:  # the extension modules were not built
+    raise ImportError(
+        f"the Cython extension modules are not built ({exc}); reinstall fastxent with a C "
+        "compiler and Cython (`pip install -e .`), or build them in place with "
+        "`python setup.py build_ext --inplace`") from exc
+
+_EMPTY_F64 = np.empty(0, dtype=np.float64)
+
+#: whether the kernels run in parallel (compiled with OpenMP)
+OPENMP = openmp_enabled()
+
+
+def _or_empty(arr):
+    return _EMPTY_F64 if arr is None else arr
+
+
+def _dense_targets(dense, dtype):
+    if dense.dtype in (np.float32, np.float64):
+        return dense
+    return dense.astype(dtype)
+
+
+def run(job):
+    logits = job.logits
+    n_rows, n_classes = logits.shape
+    row_loss = np.empty(n_rows, dtype=np.float64)
+    if n_rows == 0:
+        return row_loss
+    n_threads = int(job.extra.get("n_threads") or _threads.get_num_threads())
+    want_grad = job.grad is not None
+    grad = job.grad if want_grad else np.empty((1, 0), dtype=logits.dtype)
+    cw = _or_empty(job.class_weight)
+    sw = _or_empty(job.sample_weight)
+    sparse = job.kind == "sparse"
+    if sparse:
+        values = _or_empty(job.values)
+        pos_buf = np.empty(job.indices.size, dtype=np.float64)
+    else:
+        dense = _dense_targets(job.dense, logits.dtype)
+    family = job.family
+    if family == "softmax_xent":
+        cw_sum = float(cw.sum()) if job.class_weight is not None else float(n_classes)
+        options = (job.label_smoothing, job.z_loss, job.grad_scale, cw_sum)
+        if sparse:
+            softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
+                                row_loss, grad, want_grad, pos_buf, n_threads)
+        else:
+            softmax_xent_dense(logits, dense, cw, sw, options, row_loss, grad, want_grad,
+                               n_threads)
+    elif family == "softmax_focal":
+        options = (job.label_smoothing, job.gamma, job.grad_scale)
+        if sparse:
+            softmax_focal_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
+                                 row_loss, grad, want_grad, pos_buf, n_threads)
+        else:
+            softmax_focal_dense(logits, dense, cw, sw, options, row_loss, grad, want_grad,
+                                n_threads)
+    else:
+        if family == "sigmoid_bce":
+            params = (job.pos_weight_scalar,)
+        else:
+            params = (job.gamma, job.gamma_neg, job.clip, job.alpha)
+        pw = _or_empty(job.pos_weight)
+        options = (job.label_smoothing, job.grad_scale)
+        if sparse:
+            sigmoid_sparse(logits, job.indptr, job.indices, values, cw, pw, sw, options, params,
+                           row_loss, grad, want_grad, pos_buf, n_threads)
+        else:
+            sigmoid_dense(logits, dense, cw, pw, sw, options, params, row_loss, grad,
+                          want_grad, n_threads)
+    return row_loss

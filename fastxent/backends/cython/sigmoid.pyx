@@ -1,0 +1,243 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Sigmoid binary cross-entropy and sigmoid focal loss, forward and gradient (Cython; mirror of
+numba_cpu/sigmoid.py).
+
+One row function per target form serves both losses; the fused parameter type selects the element
+formula at compile time: ``BCEParams`` -> ``bce_term``, ``FocalParams`` -> ``focal_term``
+(docs/losses.md)::
+
+    loss = sw * sum_c w_c l(x_c, y'_c)       grad = sw * scale * w_c dl/dx(x_c, y'_c)
+
+Sparse targets cost O(nnz) on top of one pass over the logits: phase 2 computes the positives'
+corrections (their loss minus the background loss, and their final gradient, kept in ``pos_buf``);
+phase 3 treats every logit as a background element ``y'_0 = eps / 2`` and writes the gradient once;
+then the positives' gradients are put in place. Phases: 1. (no row statistics), 2. loss, 3. gradient.
+"""
+from cython.parallel cimport prange
+from cython cimport floating
+from libc.stdint cimport int64_t
+
+from ._scalar cimport bce_term, focal_term
+from ._rows cimport BLOCK
+
+ctypedef fused target_t:
+    float
+    double
+
+
+cdef struct BCEParams:
+    double pos_weight            # the scalar pos_weight (used when there is no [C] vector)
+
+
+cdef struct FocalParams:
+    double gamma
+    double gamma_neg
+    double clip
+    double alpha
+
+
+ctypedef fused params_t:
+    BCEParams
+    FocalParams
+
+
+cdef inline void element(floating x, floating y, floating pw, const params_t* prm,
+                         floating* loss, floating* grad) noexcept nogil:
+    """Loss and derivative of one logit: BCE or focal, by the parameter type."""
+    if params_t is FocalParams:
+        focal_term(x, y, <floating>prm.gamma, <floating>prm.gamma_neg, <floating>prm.clip,
+                   <floating>prm.alpha, loss, grad)
+    else:
+        bce_term(x, y, pw, loss, grad)
+
+
+cdef inline double pos_weight_of(const params_t* prm) noexcept nogil:
+    """The scalar pos_weight of BCE (1 for focal, which has none)."""
+    if params_t is BCEParams:
+        return prm.pos_weight
+    else:
+        return 1.0
+
+
+cdef double background_pass(const floating* xr, floating* gr, Py_ssize_t n, bint want_grad,
+                            floating y0, const double* class_weight, const double* pos_weight,
+                            const params_t* prm, floating scale) noexcept nogil:
+    """``sum_j w_j l(x_j, y0)`` (float64, from block partial sums) and, if wanted,
+    ``gr[j] = scale w_j dl/dx(x_j, y0)``; gr may alias xr. ``pos_weight``: [C] or NULL."""
+    cdef floating one = 1.0
+    cdef floating pw0 = <floating>pos_weight_of(prm)
+    cdef floating acc, w, pw, lj, gj
+    cdef double total = 0.0
+    cdef Py_ssize_t b0 = 0, j, size
+    cdef const floating* xb
+    cdef floating* gb
+    while b0 < n:
+        xb = xr + b0
+        gb = gr + b0 if want_grad else gr
+        size = n - b0 if n - b0 < BLOCK else BLOCK
+        acc = 0.0
+        for j in range(size):                 # one inlined copy of the element formula
+            w = <floating>class_weight[b0 + j] if class_weight != NULL else one
+            pw = <floating>pos_weight[b0 + j] if pos_weight != NULL else pw0
+            element(xb[j], y0, pw, prm, &lj, &gj)
+            acc += w * lj
+            if want_grad:
+                gb[j] = scale * w * gj
+        total += <double>acc
+        b0 += BLOCK
+    return total
+
+
+cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssize_t n_classes,
+                       const int64_t* cols, const double* vals, Py_ssize_t n_pos,
+                       const double* class_weight, const double* pos_weight, double sw,
+                       double eps, double grad_scale, const params_t* prm,
+                       double* pos_buf) noexcept nogil:
+    cdef floating pw0 = <floating>pos_weight_of(prm)
+    cdef floating y0 = <floating>(0.5 * eps)
+    cdef floating keep = <floating>(1.0 - eps)
+    cdef double scale = sw * grad_scale, loss = 0.0, w
+    cdef floating x, y, pw, l_pos, g_pos, l_bg, g_bg
+    cdef Py_ssize_t k, c
+    # 2. loss: the positives' corrections (before any write: logits may alias grad)
+    for k in range(n_pos):
+        c = cols[k]
+        x = xr[c]
+        y = keep * <floating>(vals[k] if vals != NULL else 1.0) + y0
+        pw = <floating>pos_weight[c] if pos_weight != NULL else pw0
+        element(x, y, pw, prm, &l_pos, &g_pos)
+        element(x, y0, pw, prm, &l_bg, &g_bg)
+        w = class_weight[c] if class_weight != NULL else 1.0
+        loss += w * (<double>l_pos - <double>l_bg)
+        pos_buf[k] = scale * w * <double>g_pos
+    # 2./3. the background pass: every logit as y'_0, gradient written once
+    loss += background_pass(xr, gr, n_classes, want_grad, y0, class_weight,
+                            pos_weight if eps > 0.0 else <const double*>NULL, prm,
+                            <floating>scale)
+    if want_grad:
+        for k in range(n_pos):
+            gr[cols[k]] = <floating>pos_buf[k]
+    return sw * loss
+
+
+cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize_t n_classes,
+                      const target_t* yr, const double* class_weight, const double* pos_weight,
+                      double sw, double eps, double grad_scale,
+                      const params_t* prm) noexcept nogil:
+    cdef floating one = 1.0
+    cdef floating pw0 = <floating>pos_weight_of(prm)
+    cdef floating y0 = <floating>(0.5 * eps)
+    cdef floating keep = <floating>(1.0 - eps)
+    cdef floating scale_x = <floating>(sw * grad_scale)
+    cdef floating acc_blk, w, pw, y, lj, gj
+    cdef double acc = 0.0
+    cdef Py_ssize_t b0 = 0, j, size
+    cdef const floating* xb
+    cdef const target_t* yb
+    cdef floating* gb
+    # 2. loss and 3. gradient in one pass (float32 block partial sums, then float64)
+    while b0 < n_classes:
+        xb = xr + b0
+        yb = yr + b0
+        gb = gr + b0 if want_grad else gr
+        size = n_classes - b0 if n_classes - b0 < BLOCK else BLOCK
+        acc_blk = 0.0
+        for j in range(size):
+            w = <floating>class_weight[b0 + j] if class_weight != NULL else one
+            pw = <floating>pos_weight[b0 + j] if pos_weight != NULL else pw0
+            y = keep * <floating>yb[j] + y0
+            element(xb[j], y, pw, prm, &lj, &gj)
+            acc_blk += w * lj
+            if want_grad:
+                gb[j] = scale_x * w * gj
+        acc += <double>acc_blk
+        b0 += BLOCK
+    return sw * acc
+
+
+cdef void _sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
+                  const int64_t[::1] indices, const double[::1] values,
+                  const double[::1] class_weight, const double[::1] pos_weight,
+                  const double[::1] sample_weight, double eps, double grad_scale,
+                  const params_t* prm, double[::1] row_loss, floating[:, ::1] grad,
+                  bint want_grad, double[::1] pos_buf, int n_threads):
+    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], i, k0
+    cdef const floating* x0 = &logits[0, 0]
+    cdef floating* g0 = &grad[0, 0] if want_grad else NULL
+    cdef const int64_t* cols = &indices[0] if indices.shape[0] > 0 else NULL
+    cdef const double* vals = &values[0] if values.shape[0] > 0 else NULL
+    cdef const double* cw = &class_weight[0] if class_weight.shape[0] > 0 else NULL
+    cdef const double* pw = &pos_weight[0] if pos_weight.shape[0] > 0 else NULL
+    cdef double* buf = &pos_buf[0] if pos_buf.shape[0] > 0 else NULL
+    cdef bint has_sw = sample_weight.shape[0] > 0
+    for i in prange(n_rows, nogil=True, num_threads=n_threads, schedule="guided"):
+        k0 = indptr[i]
+        row_loss[i] = sparse_row(x0 + i * n_classes,
+                                 g0 + i * n_classes if want_grad else g0, want_grad, n_classes,
+                                 cols + k0 if cols != NULL else cols,
+                                 vals + k0 if vals != NULL else vals, indptr[i + 1] - k0, cw, pw,
+                                 sample_weight[i] if has_sw else 1.0, eps, grad_scale, prm,
+                                 buf + k0 if buf != NULL else buf)
+
+
+cdef void _dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
+                 const double[::1] class_weight, const double[::1] pos_weight,
+                 const double[::1] sample_weight, double eps, double grad_scale,
+                 const params_t* prm, double[::1] row_loss, floating[:, ::1] grad,
+                 bint want_grad, int n_threads):
+    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], i
+    cdef const floating* x0 = &logits[0, 0]
+    cdef const target_t* y0 = &targets[0, 0]
+    cdef floating* g0 = &grad[0, 0] if want_grad else NULL
+    cdef const double* cw = &class_weight[0] if class_weight.shape[0] > 0 else NULL
+    cdef const double* pw = &pos_weight[0] if pos_weight.shape[0] > 0 else NULL
+    cdef bint has_sw = sample_weight.shape[0] > 0
+    for i in prange(n_rows, nogil=True, num_threads=n_threads, schedule="guided"):
+        row_loss[i] = dense_row(x0 + i * n_classes,
+                                g0 + i * n_classes if want_grad else g0, want_grad, n_classes,
+                                y0 + i * n_classes, cw, pw, sample_weight[i] if has_sw else 1.0,
+                                eps, grad_scale, prm)
+
+
+cdef void _params(tuple params, BCEParams* bce, FocalParams* focal):
+    if len(params) == 4:
+        focal.gamma, focal.gamma_neg, focal.clip, focal.alpha = params
+    else:
+        bce.pos_weight = params[0]
+
+
+def sigmoid_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
+                   const int64_t[::1] indices, const double[::1] values,
+                   const double[::1] class_weight, const double[::1] pos_weight,
+                   const double[::1] sample_weight, tuple options, tuple params,
+                   double[::1] row_loss, floating[:, ::1] grad, bint want_grad,
+                   double[::1] pos_buf, int n_threads):
+    """options = (label_smoothing, grad_scale); params = (pos_weight,) for BCE or
+    (gamma, gamma_neg, clip, alpha) for focal; pos_weight: [C] or empty (then params[0])."""
+    cdef BCEParams bce
+    cdef FocalParams focal
+    cdef double eps = options[0], grad_scale = options[1]
+    _params(params, &bce, &focal)
+    if len(params) == 4:
+        _sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight, eps,
+                grad_scale, &focal, row_loss, grad, want_grad, pos_buf, n_threads)
+    else:
+        _sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight, eps,
+                grad_scale, &bce, row_loss, grad, want_grad, pos_buf, n_threads)
+
+
+def sigmoid_dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
+                  const double[::1] class_weight, const double[::1] pos_weight,
+                  const double[::1] sample_weight, tuple options, tuple params,
+                  double[::1] row_loss, floating[:, ::1] grad, bint want_grad, int n_threads):
+    """options = (label_smoothing, grad_scale); params as for ``sigmoid_sparse``."""
+    cdef BCEParams bce
+    cdef FocalParams focal
+    cdef double eps = options[0], grad_scale = options[1]
+    _params(params, &bce, &focal)
+    if len(params) == 4:
+        _dense(logits, targets, class_weight, pos_weight, sample_weight, eps, grad_scale,
+               &focal, row_loss, grad, want_grad, n_threads)
+    else:
+        _dense(logits, targets, class_weight, pos_weight, sample_weight, eps, grad_scale,
+               &bce, row_loss, grad, want_grad, n_threads)

@@ -1,0 +1,188 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Softmax cross-entropy, forward and gradient (Cython; mirror of numba_cpu/softmax_xent.py).
+
+For a counted row (docs/losses.md), with target mass ``M = sum_c w_c y'_c``,
+``y'_c = (1 - eps) y_c + eps / C``, ``lse = m + log s``::
+
+    loss = sw * ( sum_c w_c y'_c (m - x_c) + M log s + z_loss lse**2 )
+    grad = sw * scale * ( (M + 2 z_loss lse) p_j - w_j y'_j )
+
+Where ``p_c`` is close to 1 (the positives, and the row's max with dense targets) the gradient is
+written ``(M' - u_c) p_c - u_c (1 - p_c)`` with ``1 - p_c = -expm1(-gap_c)``, so it keeps full
+relative accuracy instead of cancelling (``M' = M + 2 z_loss lse``, ``u_c = w_c y'_c``).
+
+Phases per row: 1. row statistics (one read of the logits), 2. loss, 3. gradient (one write;
+the logits may be the gradient buffer: every read of x_j happens before its write).
+Targets: sparse (CSR; class indices arrive here as one positive per row) or dense [N, C].
+A row function does the work; the kernel is an OpenMP ``prange`` over rows.
+"""
+from cython.parallel cimport prange
+from cython cimport floating
+from libc.math cimport exp as libm_exp, expm1 as libm_expm1, log1p as libm_log1p
+from libc.stdint cimport int64_t
+
+from ._scalar cimport exp_nonpos, fence
+from ._rows cimport argmax_of, row_stats, row_sum_gap, write_softmax_grad
+
+ctypedef fused target_t:
+    float
+    double
+
+
+cdef inline double exact_grad(double gap, double mass_rest, double u) noexcept nogil:
+    """``(M' - u) p - u (1 - p)`` for a class with ``-log p = gap`` (no cancellation)."""
+    return mass_rest * libm_exp(-gap) - u * (-libm_expm1(-gap))
+
+
+cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssize_t n_classes,
+                       const int64_t* cols, const double* vals, Py_ssize_t n_pos,
+                       const double* class_weight, double sw, double eps, double z_loss,
+                       double grad_scale, double cw_sum, double* pos_buf) noexcept nogil:
+    cdef double mass_pos = 0.0, s1, s, log_s, lse, wy_sum, wy_gap, wy, mass, gap, loss
+    cdef double scale, w, rest, u
+    cdef floating m, a, b
+    cdef Py_ssize_t k, j, c
+    for k in range(n_pos):
+        mass_pos += vals[k] if vals != NULL else 1.0
+    if n_pos == 0 or not mass_pos > 0.0:                # no target distribution: not counted
+        if want_grad:
+            for j in range(n_classes):
+                gr[j] = 0.0
+        return 0.0
+    # 1. row statistics
+    s1 = row_stats(xr, n_classes, &m)
+    s = 1.0 + s1
+    log_s = libm_log1p(s1)
+    lse = <double>m + log_s
+    # 2. loss
+    wy_sum = 0.0          # sum over positives of w_c y_c
+    wy_gap = 0.0          # sum over positives of w_c y_c (m - x_c)
+    for k in range(n_pos):
+        c = cols[k]
+        wy = (vals[k] if vals != NULL else 1.0) / mass_pos
+        if class_weight != NULL:
+            wy = wy * class_weight[c]
+        wy_sum += wy
+        wy_gap += wy * (<double>m - <double>xr[c])
+    mass = (1.0 - eps) * wy_sum + eps / n_classes * cw_sum
+    gap = (1.0 - eps) * wy_gap
+    if eps > 0.0:
+        gap += eps / n_classes * row_sum_gap(xr, n_classes, m, class_weight)
+    loss = sw * (gap + mass * log_s + z_loss * lse * lse)
+    # 3. gradient: the positives' exact values first (logits may alias grad), then one write
+    if want_grad:
+        scale = sw * grad_scale
+        for k in range(n_pos):
+            c = cols[k]
+            w = class_weight[c] if class_weight != NULL else 1.0
+            wy = (vals[k] if vals != NULL else 1.0) / mass_pos     # as in phase 2, bit for bit
+            if class_weight != NULL:
+                wy = wy * w
+            rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
+                    + 2.0 * z_loss * lse)
+            u = (1.0 - eps) * wy + eps / n_classes * w
+            pos_buf[k] = scale * exact_grad(fence(<double>m - <double>xr[c]) + log_s, rest, u)
+        a = <floating>(scale * (mass + 2.0 * z_loss * lse) / s)
+        b = <floating>(scale * eps / n_classes)
+        write_softmax_grad(xr, gr, n_classes, m, a, b, class_weight)
+        for k in range(n_pos):
+            gr[cols[k]] = <floating>pos_buf[k]
+    return loss
+
+
+cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize_t n_classes,
+                      const target_t* yr, const double* class_weight, double sw, double eps,
+                      double z_loss, double grad_scale, double cw_sum) noexcept nogil:
+    cdef double s1, s, log_s, lse, wy_sum, wy_gap, wy, mass, gap, loss, scale, top_grad, w, rest
+    cdef floating m, a, b, c1, wx
+    cdef Py_ssize_t j, top
+    # 1. row statistics
+    s1 = row_stats(xr, n_classes, &m)
+    s = 1.0 + s1
+    log_s = libm_log1p(s1)
+    lse = <double>m + log_s
+    top = argmax_of(xr, n_classes, m)
+    # 2. loss
+    wy_sum = 0.0
+    wy_gap = 0.0
+    for j in range(n_classes):
+        wy = <double>yr[j]
+        if class_weight != NULL:
+            wy = wy * class_weight[j]
+        wy_sum += wy
+        wy_gap += wy * (<double>m - <double>xr[j])
+    mass = (1.0 - eps) * wy_sum + eps / n_classes * cw_sum
+    gap = (1.0 - eps) * wy_gap
+    if eps > 0.0:
+        gap += eps / n_classes * row_sum_gap(xr, n_classes, m, class_weight)
+    loss = sw * (gap + mass * log_s + z_loss * lse * lse)
+    # 3. gradient
+    if want_grad:
+        scale = sw * grad_scale
+        a = <floating>(scale * (mass + 2.0 * z_loss * lse) / s)
+        b = <floating>(scale * eps / n_classes)
+        c1 = <floating>(scale * (1.0 - eps))
+        top_grad = 0.0
+        if top >= 0:                                 # p_top may be close to 1: exact form
+            w = class_weight[top] if class_weight != NULL else 1.0
+            wy = w * <double>yr[top]
+            rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
+                    + 2.0 * z_loss * lse)
+            top_grad = scale * exact_grad(log_s, rest, (1.0 - eps) * wy + eps / n_classes * w)
+        if class_weight != NULL:
+            for j in range(n_classes):
+                wx = <floating>class_weight[j]
+                gr[j] = (a * exp_nonpos(xr[j] - m) - b * wx - c1 * wx * <floating>yr[j])
+        else:
+            for j in range(n_classes):
+                gr[j] = a * exp_nonpos(xr[j] - m) - b - c1 * <floating>yr[j]
+        if top >= 0:
+            gr[top] = <floating>top_grad
+    return loss
+
+
+def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
+                        const int64_t[::1] indices, const double[::1] values,
+                        const double[::1] class_weight, const double[::1] sample_weight,
+                        tuple options, double[::1] row_loss, floating[:, ::1] grad,
+                        bint want_grad, double[::1] pos_buf, int n_threads):
+    """options = (label_smoothing, z_loss, grad_scale, sum of class weights). Absent optional
+    arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array."""
+    cdef double eps = options[0], z_loss = options[1], grad_scale = options[2]
+    cdef double cw_sum = options[3]
+    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], i, k0
+    cdef const floating* x0 = &logits[0, 0]
+    cdef floating* g0 = &grad[0, 0] if want_grad else NULL
+    cdef const int64_t* cols = &indices[0] if indices.shape[0] > 0 else NULL
+    cdef const double* vals = &values[0] if values.shape[0] > 0 else NULL
+    cdef const double* cw = &class_weight[0] if class_weight.shape[0] > 0 else NULL
+    cdef double* buf = &pos_buf[0] if pos_buf.shape[0] > 0 else NULL
+    cdef bint has_sw = sample_weight.shape[0] > 0
+    for i in prange(n_rows, nogil=True, num_threads=n_threads, schedule="guided"):
+        k0 = indptr[i]
+        row_loss[i] = sparse_row(x0 + i * n_classes,
+                                 g0 + i * n_classes if want_grad else g0, want_grad, n_classes,
+                                 cols + k0 if cols != NULL else cols,
+                                 vals + k0 if vals != NULL else vals, indptr[i + 1] - k0, cw,
+                                 sample_weight[i] if has_sw else 1.0, eps, z_loss, grad_scale,
+                                 cw_sum, buf + k0 if buf != NULL else buf)
+
+
+def softmax_xent_dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
+                       const double[::1] class_weight, const double[::1] sample_weight,
+                       tuple options, double[::1] row_loss, floating[:, ::1] grad,
+                       bint want_grad, int n_threads):
+    """options = (label_smoothing, z_loss, grad_scale, sum of class weights)."""
+    cdef double eps = options[0], z_loss = options[1], grad_scale = options[2]
+    cdef double cw_sum = options[3]
+    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], i
+    cdef const floating* x0 = &logits[0, 0]
+    cdef const target_t* y0 = &targets[0, 0]
+    cdef floating* g0 = &grad[0, 0] if want_grad else NULL
+    cdef const double* cw = &class_weight[0] if class_weight.shape[0] > 0 else NULL
+    cdef bint has_sw = sample_weight.shape[0] > 0
+    for i in prange(n_rows, nogil=True, num_threads=n_threads, schedule="guided"):
+        row_loss[i] = dense_row(x0 + i * n_classes,
+                                g0 + i * n_classes if want_grad else g0, want_grad, n_classes,
+                                y0 + i * n_classes, cw, sample_weight[i] if has_sw else 1.0,
+                                eps, z_loss, grad_scale, cw_sum)
