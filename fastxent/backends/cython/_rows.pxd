@@ -67,8 +67,8 @@ cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) 
         for j in range(size):
             v = blk[j]
             e = exp_nonpos(v - m)
-            acc += e - one if v == m else e    # exp(0) = 1 exactly: count it separately
-            ties += one if v == m else zero
+            acc += zero if v == m else e       # exp(0) = 1 exactly: counted separately (not
+            ties += one if v == m else zero    # `e - one`: reassociated, (acc + e) - 1 cancels)
         # ties first: s1 + ties is exact (s1 >= -1, ties a small integer); adding the ties and
         # the small sum together first would round away the low bits of s1 when s is near 1
         s1 = fence(s1 + <double>ties) + <double>acc

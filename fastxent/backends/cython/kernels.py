@@ -28,7 +28,8 @@ OPENMP = openmp_enabled()
 
 
 def _or_empty(arr):
-    return _EMPTY_F64 if arr is None else arr
+    """float64 vector (the kernels read weights as float64), or an empty one for None."""
+    return _EMPTY_F64 if arr is None else np.ascontiguousarray(arr, dtype=np.float64)
 
 
 def _dense_targets(dense, dtype):
@@ -56,7 +57,7 @@ def run(job):
         dense = _dense_targets(job.dense, logits.dtype)
     family = job.family
     if family == "softmax_xent":
-        cw_sum = float(cw.sum()) if job.class_weight is not None else float(n_classes)
+        cw_sum = float(cw.sum()) if cw.size else float(n_classes)
         options = (job.label_smoothing, job.z_loss, job.grad_scale, cw_sum)
         if sparse:
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
