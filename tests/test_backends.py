@@ -85,7 +85,6 @@ KNOWN_BUGS = {
     "test_bug_float32_focal_confident_row[numba]": BUG_LOG_S,
     # The Cython kernels mirror the Numba algorithms, dense float32 cancellation included
     # (near_p1 and the confident focal row pass there: s1 adds the ties before the small sum).
-    "test_matches_reference[cython-softmax_cross_entropy-dense-f32-7]": BUG_CANCEL,
     "test_one_class[cython-softmax_focal_loss-dense]": BUG_CANCEL,
     "test_bug_one_class_softmax_gradient_is_zero[cython-softmax_focal_loss-f32]": BUG_CANCEL,
 }
