@@ -11,7 +11,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from . import _checks, _dispatch
+from . import _checks, _device, _dispatch
 from ._checks import Canonical
 from .targets import MultiLabel
 
@@ -174,6 +174,7 @@ def _run(job: Canonical, reduction: str, denominator: float, return_grad: bool,
     return (loss, grad) if return_grad else loss
 
 
+@_device.route("softmax_xent")
 def softmax_cross_entropy(logits: ArrayLike, targets: Any, *,
                           class_weight: Optional[ArrayLike] = None,
                           sample_weight: Optional[ArrayLike] = None,
@@ -223,6 +224,7 @@ def softmax_cross_entropy(logits: ArrayLike, targets: Any, *,
                                             sample_weight=sample_weight))
 
 
+@_device.route("softmax_focal")
 def softmax_focal_loss(logits: ArrayLike, targets: Any, *, gamma: float = 2.0,
                        alpha: Union[None, float, ArrayLike] = None,
                        class_weight: Optional[ArrayLike] = None,
@@ -273,6 +275,7 @@ def softmax_focal_loss(logits: ArrayLike, targets: Any, *, gamma: float = 2.0,
                                             sample_weight=sample_weight))
 
 
+@_device.route("sigmoid_bce")
 def sigmoid_binary_cross_entropy(logits: ArrayLike, targets: Any, *,
                                  pos_weight: Union[None, float, ArrayLike] = None,
                                  class_weight: Optional[ArrayLike] = None,
@@ -317,6 +320,7 @@ def sigmoid_binary_cross_entropy(logits: ArrayLike, targets: Any, *,
                                             sample_weight=sample_weight))
 
 
+@_device.route("sigmoid_focal")
 def sigmoid_focal_loss(logits: ArrayLike, targets: Any, *, gamma: float = 2.0,
                        alpha: Optional[float] = 0.25, gamma_neg: Optional[float] = None,
                        clip: float = 0.0, class_weight: Optional[ArrayLike] = None,

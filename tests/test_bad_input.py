@@ -561,7 +561,7 @@ def test_unknown_reduction(no_kernel, name, backend, bad):
             "reduction", reduction=bad, backend=backend)
 
 
-@pytest.mark.parametrize("bad", ["cuda", "NUMBA", "", "torch", None, 0])
+@pytest.mark.parametrize("bad", ["gpu", "NUMBA", "", "torch", None, 0])
 def test_unknown_backend(no_kernel, name, bad):
     rejects(no_kernel, FUNCS[name], make_logits(), default_targets(name), ValueError, "backend",
             backend=bad)

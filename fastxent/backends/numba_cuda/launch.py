@@ -45,6 +45,31 @@ def cast_rows(row_loss, out):
         out[i] = row_loss[i]
 
 
+@cuda.jit
+def count_outside_unit_kernel(values, out):
+    """``out[0] += `` the number of ``values`` [N, C] outside [0, 1] (NaN included); an integer
+    count, so the atomic add is exact and order-free."""
+    n_rows, n_cols = values.shape
+    count = 0
+    for i in range(cuda.grid(1), n_rows * n_cols, cuda.gridsize(1)):
+        v = values[i // n_cols, i % n_cols]
+        if not (v >= 0 and v <= 1):
+            count += 1
+    if count:
+        cuda.atomic.add(out, 0, count)
+
+
+def count_outside_unit(values) -> int:
+    """How many entries of the device array ``values`` [N, C] lie outside [0, 1] (validation
+    of dense device targets: one int64 comes back to the host)."""
+    out = cuda.to_device(np.zeros(1, np.int64))
+    size = values.shape[0] * values.shape[1]
+    if size:
+        threads = 8 if SIMULATOR else 256
+        count_outside_unit_kernel[max(1, min(-(-size // threads), 1024)), threads](values, out)
+    return int(out.copy_to_host()[0])
+
+
 def layout(n_rows: int, n_classes: int):
     """(blocks, threads per block, threads per row) from the tunables in ``_config``."""
     threads = int(_config.CUDA_THREADS_PER_BLOCK)
@@ -195,6 +220,8 @@ def signatures():
     f64 = types.float64
     i64 = types.int64
     out = [(sum_rows, (arr(f64), arr(f64)))]
+    for target in (types.float32, types.float64, types.uint8):
+        out.append((count_outside_unit_kernel, (arr(target, 2), arr(i64))))
     for dtype in (types.float32, types.float64):
         x = arr(dtype, 2)
         out.append((cast_rows, (arr(f64), arr(dtype))))
