@@ -226,9 +226,9 @@ def softmax_xent_dense(labels: np.ndarray, logits: np.ndarray, axis: int,
     if _in_unit_interval(y):
         out = fastxent.softmax_cross_entropy(x, y, label_smoothing=label_smoothing,
                                              reduction="none", return_grad=return_grad)
+        loss, grad = out if return_grad else (out, None)
     else:   # TF and Keras accept any label values; the engine wants [0, 1]
-        out = _softmax_xent_numpy(y, x, return_grad)
-    loss, grad = out if return_grad else (out, None)
+        loss, grad = _softmax_xent_numpy(y, x, return_grad)
     loss = loss.reshape(_lead_shape(shape, axis))
     return loss, (_from_rows(grad, shape, axis) if return_grad else None)
 
