@@ -199,7 +199,8 @@ def test_golden_sigmoid_extreme_logits_and_numpy_backend_numbers():
     close(loss, e["elementwise"])
     close(grad[:, 0], e["grad_logits"])
     # the Keras NumPy backend's numbers: sigmoid, then the clipped probability path
-    probs = (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+    with np.errstate(over="ignore"):
+        probs = (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32)
     close(keras.binary_crossentropy(y, probs), e["keras3_numpy_backend_elementwise_float32"],
           rtol=1e-6)
 
@@ -333,7 +334,7 @@ def test_golden_multilabel_soft_margin_is_keras_bce():
 # ============================================================================================
 
 RNG = np.random.default_rng(1234)
-SHAPE = (3, 4, 2)          # the class axis is 1 (size 4) or -1 (size 2)
+SHAPE = (2, 4, 2)          # the class axis is 1 (size 4) or -1 (size 2)
 
 
 def _case_inputs(kind, axis):
