@@ -147,6 +147,8 @@ def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, s
                 grad[row, j] = (a * _math.exp_nonpos(x - m_x) - b * w_x
                                 - c1 * w_x * _math.cast_like(like, y))
     wy_gap, gap_sum, _ = group_sums(wy_gap_part, gap_part, 0.0, group_threads, shared, scratch)
+    if n_cols == 0:                                  # past the last row
+        return 0.0
     gap = (1.0 - eps) * wy_gap + eps / n_classes * gap_sum
     return sw * (gap + mass * log_s + z_loss * lse * lse)
 
