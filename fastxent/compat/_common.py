@@ -183,7 +183,7 @@ def _sigmoid_focal_elementwise(y: np.ndarray, x: np.ndarray, gamma: float,
 
 
 def _softmax_xent_numpy(y: np.ndarray, x: np.ndarray, return_grad: bool):
-    """Rows [N, C]: ``loss = -sum_c y_c log_softmax(x)_c``, grad ``sum(y) p - y`` (float64 inside)."""
+    """Rows [N, C]: ``loss = -sum_c y_c log_softmax(x)_c``, grad ``sum(y) p - y`` (in float64)."""
     x64 = x.astype(np.float64)
     z = x64 - x64.max(axis=1, keepdims=True)
     lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
