@@ -53,10 +53,25 @@ def _unavailable_reason(name: str):
     return f"backend {name!r} is not listed by fastxent.available_backends()"
 
 
+def _simulated(name: str):
+    """The reason to skip ``name`` in the shared suite when it would only run in the CUDA
+    simulator (about 2,000 elements per second: far too slow for these shapes)."""
+    if name != "cuda":
+        return None
+    try:
+        from numba.core import config
+    except ImportError:  # pragma: no cover - numba missing
+        return None
+    if config.ENABLE_CUDASIM:
+        return ("NUMBA_ENABLE_CUDASIM=1: the simulator is too slow for the shared suite; "
+                "tests/test_cuda.py covers the CUDA backend on tiny cases")
+    return None
+
+
 def _backend_params():
     params = []
     for name in _known_backend_names():
-        why = _unavailable_reason(name)
+        why = _unavailable_reason(name) or _simulated(name)
         marks = [pytest.mark.skip(reason=why)] if why else []
         params.append(pytest.param(name, id=name, marks=marks))
     return params
