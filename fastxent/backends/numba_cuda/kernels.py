@@ -4,9 +4,14 @@
 Importing this module is the dispatcher's availability probe: it raises ImportError without a
 GPU (unless the simulator, ``NUMBA_ENABLE_CUDASIM=1``, is on), so ``backend="cuda"`` says why.
 """
-from numba import cuda
+try:
+    from numba import cuda
 
-from ._primitives import SIMULATOR
+    from ._primitives import SIMULATOR
+except ImportError:
+    raise
+except Exception as exc:  # pragma: no cover - a broken numba-cuda install must not break probes
+    raise ImportError(f"numba.cuda failed to import ({type(exc).__name__}: {exc})") from exc
 
 
 def gpu_missing_reason() -> str:
