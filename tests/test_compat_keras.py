@@ -611,6 +611,7 @@ def test_empty_batch():
      TypeError, "ignore_class"),
     (lambda: keras.binary_focal_crossentropy([1], [0.5], gamma=-1), ValueError, "gamma"),
     (lambda: keras.binary_focal_crossentropy([1], [0.5], alpha="x"), TypeError, "alpha"),
+    (lambda: keras.binary_focal_crossentropy([1], [0.5], alpha=1.5), ValueError, "alpha"),
     (lambda: keras.categorical_focal_crossentropy([[1, 0]], [[0.5, 0.5]], alpha=[1, 2, 3]),
      ValueError, "alpha"),
     (lambda: keras.binary_focal_crossentropy([1], [0.5], apply_class_balancing=1), TypeError,

@@ -7,8 +7,8 @@ Two kinds of formulas live here:
   engine (``fastxent.softmax_cross_entropy`` / ``sigmoid_binary_cross_entropy`` /
   ``sigmoid_focal_loss`` with ``reduction="none"``), with the class axis moved last. Elementwise
   outputs (``tf.nn.sigmoid_cross_entropy_with_logits``), and targets the engine refuses (values
-  outside [0, 1], which TensorFlow and Keras accept without a check), use the NumPy forms below,
-  which compute the same formulas.
+  outside [0, 1], which TensorFlow and Keras accept without a check), use the NumPy form below
+  or the float64 reference (``fastxent.reference``), which compute the same formulas.
 * **probability paths** (Keras's ``from_logits=False``, and both Keras focal losses): Keras 3's
   float arithmetic literally, in the prediction's dtype (float32 for lists): clipping to
   ``[EPSILON, 1 - EPSILON]`` (``1 - 1e-7`` rounds to ``1 - 2**-23`` in float32), renormalisation of
@@ -28,6 +28,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 import fastxent
+from fastxent import reference
 
 EPSILON = 1e-7            # keras.config.epsilon()
 Grad = Optional[np.ndarray]
@@ -128,15 +129,10 @@ def _lead_shape(shape: Tuple[int, ...], axis: int) -> Tuple[int, ...]:
 # ============================================================================================
 
 def _sigmoid_parts(x: np.ndarray):
-    """``(softplus(x), softplus(-x), sigmoid(x), sigmoid(-x))``, accurate in both tails."""
-    e = np.exp(-np.abs(x))
-    tail = np.log1p(e)
-    sp_pos = np.maximum(x, 0) + tail           # softplus(x)  = -log(1 - sigmoid(x))
-    sp_neg = np.maximum(-x, 0) + tail          # softplus(-x) = -log sigmoid(x)
-    big = 1 / (1 + e)
-    small = e / (1 + e)
-    nonneg = x >= 0
-    return sp_pos, sp_neg, np.where(nonneg, big, small), np.where(nonneg, small, big)
+    """``(softplus(x), softplus(-x), sigmoid(x), sigmoid(-x))`` with the reference's stable
+    primitives (accurate in both tails; they keep ``x``'s dtype)."""
+    return (reference._softplus(x), reference._softplus(-x), reference._sigmoid(x),
+            reference._sigmoid(-x))
 
 
 def sigmoid_xent_elementwise(labels: np.ndarray, logits: np.ndarray, pos_weight: Any = 1.0,
@@ -156,42 +152,6 @@ def sigmoid_xent_elementwise(labels: np.ndarray, logits: np.ndarray, pos_weight:
     loss = q * z * sp_neg + (1 - z) * sp_pos
     grad = ((1 - z) * sig - q * z * sig_neg).astype(x.dtype, copy=False) if return_grad else None
     return loss.astype(x.dtype, copy=False), grad
-
-
-def _sigmoid_focal_elementwise(y: np.ndarray, x: np.ndarray, gamma: float,
-                               alpha: Optional[float], return_grad: bool):
-    """Binary focal loss from logits, stable cross-entropy (Keras 3, TensorFlow backend)::
-
-        p = sigmoid(x);  1 - p_t = y (1 - p) + (1 - y) p;  F = (1 - p_t)**gamma
-        ce = y softplus(-x) + (1 - y) softplus(x);  w = alpha y + (1 - alpha)(1 - y)  (or 1)
-        loss = w F ce
-        d loss / dx = w ( gamma (1 - p_t)**(gamma-1) (1 - 2y) p (1 - p) ce + F (p - y) )
-    """
-    sp_pos, sp_neg, p, q = _sigmoid_parts(x)
-    omp = y * q + (1 - y) * p
-    focal = omp ** gamma
-    ce = y * sp_neg + (1 - y) * sp_pos
-    w = 1 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
-    loss = (w * focal * ce).astype(x.dtype, copy=False)
-    if not return_grad:
-        return loss, None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dfocal = (np.zeros_like(omp) if gamma == 0
-                  else gamma * omp ** (gamma - 1) * (1 - 2 * y) * p * q)
-    grad = w * (dfocal * ce + focal * (p - y))
-    return loss, grad.astype(x.dtype, copy=False)
-
-
-def _softmax_xent_numpy(y: np.ndarray, x: np.ndarray, return_grad: bool):
-    """Rows [N, C]: ``loss = -sum_c y_c log_softmax(x)_c``, grad ``sum(y) p - y`` (in float64)."""
-    x64 = x.astype(np.float64)
-    z = x64 - x64.max(axis=1, keepdims=True)
-    lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
-    loss = -(y * (z - lse)).sum(axis=1)
-    grad = None
-    if return_grad:
-        grad = (np.exp(z - lse) * y.sum(axis=1, keepdims=True) - y).astype(x.dtype)
-    return loss.astype(x.dtype), grad
 
 
 # ============================================================================================
@@ -228,7 +188,10 @@ def softmax_xent_dense(labels: np.ndarray, logits: np.ndarray, axis: int,
                                              reduction="none", return_grad=return_grad)
         loss, grad = out if return_grad else (out, None)
     else:   # TF and Keras accept any label values; the engine wants [0, 1]
-        loss, grad = _softmax_xent_numpy(y, x, return_grad)
+        out = reference.softmax_cross_entropy(x, y, reduction="none", return_grad=return_grad)
+        loss, grad = out if return_grad else (out, None)
+        loss = loss.astype(x.dtype)
+        grad = grad.astype(x.dtype) if return_grad else None
     loss = loss.reshape(_lead_shape(shape, axis))
     return loss, (_from_rows(grad, shape, axis) if return_grad else None)
 
@@ -289,8 +252,14 @@ def sigmoid_focal_mean(labels: np.ndarray, logits: np.ndarray, axis: int, gamma:
                        return_grad: bool = False) -> Tuple[np.ndarray, Grad]:
     """Mean over ``axis`` of the binary focal loss from logits with a stable cross-entropy (Keras
     3 ``binary_focal_crossentropy(from_logits=True)`` on the TensorFlow backend; ``alpha=None``
-    means no class balancing); the formula is in ``_sigmoid_focal_elementwise``. On the engine:
-    ``sigmoid_focal_loss(gamma=gamma, alpha=alpha)`` row sums divided by C.
+    means no class balancing)::
+
+        p = sigmoid(x);  1 - p_t = y (1 - p) + (1 - y) p
+        ce = y softplus(-x) + (1 - y) softplus(x);  w = alpha y + (1 - alpha)(1 - y)  (or 1)
+        loss = mean_c w (1 - p_t)**gamma ce
+
+    This is ``fastxent.sigmoid_focal_loss(gamma=gamma, alpha=alpha)`` (exact gradient, the focal
+    factor not detached): its per-row sums are divided here by C.
     """
     return _sigmoid_family_mean(labels, logits, axis, label_smoothing, (gamma, alpha),
                                 return_grad)
@@ -307,31 +276,22 @@ def _sigmoid_family_mean(labels, logits, axis, label_smoothing, focal, return_gr
                 np.zeros(shape, logits.dtype) if return_grad else None)
     x = _to_rows(logits, axis)
     y = _to_rows(labels, axis)
+    # the engine wants targets in [0, 1] and smoothing below 1; Keras accepts anything, and the
+    # float64 reference computes the same formulas for any values
     engine_ok = label_smoothing < 1 and _in_unit_interval(y)
-    if focal is not None:
+    losses = fastxent if engine_ok else reference
+    if focal is None:
+        out = losses.sigmoid_binary_cross_entropy(
+            x, y, label_smoothing=label_smoothing, reduction="none", return_grad=return_grad)
+    else:
         gamma, alpha = focal
-        engine_ok = engine_ok and (alpha is None or 0 <= alpha <= 1)
-    if engine_ok:
-        if focal is None:
-            out = fastxent.sigmoid_binary_cross_entropy(
-                x, y, label_smoothing=label_smoothing, reduction="none", return_grad=return_grad)
-        else:
-            out = fastxent.sigmoid_focal_loss(
-                x, y, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,
-                reduction="none", return_grad=return_grad)
-        row_sum, grad = out if return_grad else (out, None)
-    else:   # label values outside [0, 1] (or alpha outside [0, 1]): the same formulas in NumPy
-        if label_smoothing:
-            y = y * (1 - label_smoothing) + 0.5 * label_smoothing
-        if focal is None:
-            elem, grad = sigmoid_xent_elementwise(y, x, 1.0, return_grad)
-        else:
-            elem, grad = _sigmoid_focal_elementwise(y, x, gamma, alpha, return_grad)
-        row_sum = elem.sum(axis=1, dtype=np.float64)
+        out = losses.sigmoid_focal_loss(
+            x, y, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,
+            reduction="none", return_grad=return_grad)
+    row_sum, grad = out if return_grad else (out, None)
     loss = (row_sum / n_classes).astype(logits.dtype).reshape(lead)
     if return_grad:
-        grad = _from_rows((grad / grad.dtype.type(n_classes)).astype(logits.dtype, copy=False),
-                          shape, axis)
+        grad = _from_rows((grad / n_classes).astype(logits.dtype, copy=False), shape, axis)
     return loss, grad
 
 

@@ -245,7 +245,7 @@ def binary_focal_crossentropy(y_true: Any, y_pred: Any, apply_class_balancing: b
     ls = _smoothing(label_smoothing)
     g = _gamma(gamma)
     balance = _flag(apply_class_balancing, "apply_class_balancing")
-    a = _common.real_number(alpha, "alpha")
+    a = _common.real_number(alpha, "alpha", 0.0, 1.0)
     a = a if balance else None
     if _flag(from_logits, "from_logits"):
         return _done(*_common.sigmoid_focal_mean(y, p, ax, g, a, ls, return_grad), return_grad)
