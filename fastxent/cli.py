@@ -77,23 +77,31 @@ class Batch:
                                  or [np.zeros(0, np.int64)])
         return indptr, indices
 
-    def targets(self, kind, rows=None):
-        """Targets of ``kind`` ("int" or "multilabel") for all rows, the first r, or a list."""
+    def targets(self, kind, rows=None, normalise=False):
+        """Targets of ``kind`` for all rows, the first r, or a list of rows.
+
+        ``kind``: "int" (class indices [r]), "multilabel" (a CSR ``MultiLabel``) or "dense"
+        (float [r, C] in the logits' dtype, 0/1, or row-normalised if ``normalise``).
+        """
         rows = self.n_rows if rows is None else rows
         if kind == "int":
             return self.labels_int[:rows] if isinstance(rows, (int, np.integer)) \
                 else self.labels_int[np.asarray(rows)]
+        if kind == "dense":
+            return self.dense_targets(rows, self.logits.dtype, normalise=normalise)
         import fastxent
 
         indptr, indices = self.rows_of(rows)
         return fastxent.MultiLabel(indptr, indices, self.n_classes)
 
     def dense_targets(self, rows, dtype, normalise=False):
-        """Dense [r, C] 0/1 targets of the first r rows (row-normalised if ``normalise``)."""
+        """Dense [r, C] 0/1 targets of the first r rows or of a list of rows (row-normalised,
+        i.e. 1/|P| at the positives, if ``normalise``)."""
         indptr, indices = self.rows_of(rows)
-        dense = np.zeros((rows, self.n_classes), dtype=dtype)
+        n_rows = indptr.size - 1
+        dense = np.zeros((n_rows, self.n_classes), dtype=dtype)
         counts = np.diff(indptr)
-        row_ids = np.repeat(np.arange(rows), counts)
+        row_ids = np.repeat(np.arange(n_rows), counts)
         dense[row_ids, indices] = (1.0 / counts[row_ids]) if normalise else 1.0
         return dense
 
@@ -106,16 +114,33 @@ class Batch:
 class Family:
     name: str
     function: str  # name in fastxent and fastxent.reference
-    targets: str  # "int" or "multilabel"
+    targets: str  # "int", "dense" or "multilabel" (CSR)
     kwargs: dict = field(default_factory=dict)
     # Peak extra memory of the PyTorch forward + backward, in units of the logits' size, and of
     # the NumPy reference backend (float64 work arrays): used to pick the slice that fits.
     torch_memory: float = 6.0
     numpy_memory: float = 16.0
 
-    def fastxent_call(self, fx, logits, targets, grad_out, backend="auto", reduction="mean"):
-        """A zero-argument callable: the loss and its gradient into ``grad_out``."""
+    @property
+    def normalise_dense(self):
+        """Dense softmax targets are row-normalised (what sparse softmax targets mean, PAL-N)."""
+        return self.function.startswith("softmax")
+
+    def make_targets(self, batch, rows=None):
+        """This family's targets for all rows of ``batch``, the first r, or a list of rows."""
+        return batch.targets(self.targets, rows, normalise=self.normalise_dense)
+
+    def fastxent_call(self, fx, logits, targets, grad_out, backend="auto", reduction="mean",
+                      grad=True):
+        """A zero-argument callable: the loss and its gradient into ``grad_out`` (the loss alone
+        if ``grad`` is false)."""
         function = getattr(fx, self.function)
+
+        if not grad:
+            def call():
+                return function(logits, targets, backend=backend, reduction=reduction,
+                                **self.kwargs)
+            return call
 
         def call():
             return function(logits, targets, return_grad=True, grad_out=grad_out,
@@ -126,24 +151,38 @@ class Family:
     def reference_rows(self, fx, batch, rows):
         """float64 oracle on the listed rows: (row losses, gradient rows)."""
         function = getattr(fx.reference, self.function)
-        return function(batch.logits[rows].astype(np.float64), batch.targets(self.targets, rows),
+        return function(batch.logits[rows].astype(np.float64), self.make_targets(batch, rows),
                         reduction="none", return_grad=True, **self.kwargs)
 
-    def torch_call(self, torch, batch, rows):
-        """A zero-argument callable: the PyTorch forward + backward on the first ``rows`` rows."""
+    def torch_call(self, torch, batch, rows, grad=True, device="cpu"):
+        """A zero-argument callable: the PyTorch forward + backward on the first ``rows`` rows
+        (the forward alone, under ``torch.no_grad()``, if ``grad`` is false)."""
         functional = torch.nn.functional
-        x = torch.from_numpy(batch.logits[:rows]).requires_grad_()
+        x = torch.from_numpy(batch.logits[:rows]).to(device).requires_grad_(grad)
         if self.targets == "int":
             target = torch.from_numpy(batch.labels_int[:rows])
-        else:
-            target = torch.from_numpy(batch.dense_targets(
-                rows, batch.logits.dtype, normalise=self.function == "softmax_cross_entropy"))
+        else:  # PyTorch has no sparse targets: CSR families are timed on dense targets
+            target = torch.from_numpy(batch.dense_targets(rows, batch.logits.dtype,
+                                                          normalise=self.normalise_dense))
+        target = target.to(device)
         loss_of = _TORCH_LOSSES[(self.function, self.targets)]
+        synchronize = torch.cuda.synchronize if str(device).startswith("cuda") else None
+
+        if not grad:
+            def call():
+                with torch.no_grad():
+                    loss = loss_of(torch, functional, x, target, **self.kwargs)
+                if synchronize:
+                    synchronize()
+                return loss
+            return call
 
         def call():
             x.grad = None
             loss = loss_of(torch, functional, x, target, **self.kwargs)
             loss.backward()
+            if synchronize:
+                synchronize()
             return loss
 
         return call
@@ -178,15 +217,22 @@ def _torch_softmax_focal(torch, functional, x, target, gamma=2.0):
 
 _TORCH_LOSSES = {
     ("softmax_cross_entropy", "int"): _torch_softmax_ce,
+    ("softmax_cross_entropy", "dense"): _torch_softmax_ce,
     ("softmax_cross_entropy", "multilabel"): _torch_softmax_ce,
+    ("sigmoid_binary_cross_entropy", "dense"): _torch_bce,
     ("sigmoid_binary_cross_entropy", "multilabel"): _torch_bce,
     ("sigmoid_focal_loss", "multilabel"): _torch_sigmoid_focal,
     ("softmax_focal_loss", "int"): _torch_softmax_focal,
 }
 
+# "[multilabel]": sparse (CSR) targets, never densified by fastxent; "[dense]": float [N, C].
 FAMILIES = (
     Family("softmax_ce[int]", "softmax_cross_entropy", "int", torch_memory=4.0),
+    Family("softmax_ce[dense]", "softmax_cross_entropy", "dense", torch_memory=6.0,
+           numpy_memory=17.0),
     Family("softmax_ce[multilabel]", "softmax_cross_entropy", "multilabel", torch_memory=6.0),
+    Family("bce[dense]", "sigmoid_binary_cross_entropy", "dense", torch_memory=6.0,
+           numpy_memory=17.0),
     Family("bce[multilabel]", "sigmoid_binary_cross_entropy", "multilabel", torch_memory=6.0),
     Family("sigmoid_focal[multilabel]", "sigmoid_focal_loss", "multilabel",
            {"gamma": 2.0, "alpha": 0.25}, torch_memory=14.0),
@@ -214,14 +260,15 @@ class Timing:
     rows: int
     n_rows: int
     limited_by: str = ""  # "memory" or "time budget" when a slice was timed
+    times: list = field(default_factory=list)  # every timed run, scaled like ``seconds``
 
     @property
     def scaled(self):
         return self.rows < self.n_rows
 
 
-def median_seconds(call, repeats, warmup=1, budget_s=math.inf):
-    """Median wall time of ``call()`` over ``repeats`` runs after ``warmup`` untimed runs.
+def sample_seconds(call, repeats, warmup=1, budget_s=math.inf):
+    """Wall times of ``repeats`` runs of ``call()`` after ``warmup`` untimed runs.
 
     Stops early (after at least one timed run) once the timed runs add up to ``budget_s``.
     """
@@ -232,7 +279,12 @@ def median_seconds(call, repeats, warmup=1, budget_s=math.inf):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(call, repeats, warmup=1, budget_s=math.inf):
+    """Median of :func:`sample_seconds`."""
+    return statistics.median(sample_seconds(call, repeats, warmup, budget_s))
 
 
 def time_on_rows(make_call, n_rows, n_classes, *, budget_s, max_rows, repeats):
@@ -252,13 +304,15 @@ def time_on_rows(make_call, n_rows, n_classes, *, budget_s, max_rows, repeats):
     fit = int(budget_s / ((1 + repeats) * max(per_row, 1e-12)))
     chosen = max(rows, min(cap, fit))
     if chosen == rows:
-        seconds = median_seconds(probe, repeats, warmup=0)
+        times = sample_seconds(probe, repeats, warmup=0)
     else:
         del probe  # frees the probe's inputs (dense targets) before the larger slice
-        seconds = median_seconds(make_call(chosen), repeats, warmup=1)
+        times = sample_seconds(make_call(chosen), repeats, warmup=1)
     limited_by = "" if chosen >= n_rows else ("memory" if chosen == cap and fit > cap
                                               else "time budget")
-    return Timing(seconds * n_rows / chosen, chosen, n_rows, limited_by)
+    scale = n_rows / chosen
+    return Timing(statistics.median(times) * scale, chosen, n_rows, limited_by,
+                  [t * scale for t in times])
 
 
 def available_memory_bytes():
@@ -343,7 +397,7 @@ def _set_threads(n_threads):
 
 def check_rows(fx, family, batch, grad_out, rows):
     """Max errors of the row losses and gradient rows against ``fastxent.reference``."""
-    losses = family.fastxent_call(fx, batch.logits, batch.targets(family.targets), grad_out,
+    losses = family.fastxent_call(fx, batch.logits, family.make_targets(batch), grad_out,
                                   reduction="none")()[0]
     ref_losses, ref_grad = family.reference_rows(fx, batch, rows)
     losses = np.asarray(losses, dtype=np.float64)[rows]
@@ -368,7 +422,7 @@ def run_families(fx, batch, families, *, repeats, check, fastxent_budget, numpy_
     results = []
     for family in families:
         result = Result(family)
-        targets = batch.targets(family.targets)
+        targets = family.make_targets(batch)
         call = family.fastxent_call(fx, batch.logits, targets, grad_out)
         log(f"  {family.name}: compiling / warming up ...")
         call()
@@ -382,7 +436,7 @@ def run_families(fx, batch, families, *, repeats, check, fastxent_budget, numpy_
             try:
                 result.numpy = time_on_rows(
                     lambda r: family.fastxent_call(fx, batch.logits[:r],
-                                                   batch.targets(family.targets, r),
+                                                   family.make_targets(batch, r),
                                                    grad_out[:r], backend="numpy"),
                     batch.n_rows, batch.n_classes, budget_s=numpy_budget, max_rows=max_rows,
                     repeats=peer_repeats)
@@ -477,33 +531,6 @@ def format_notes(batch, results, n_threads):
     return "\n".join(notes)
 
 
-def _json_rows(batch, results, n_threads, copy=None):
-    base = {"N": batch.n_rows, "C": batch.n_classes, "dtype": str(batch.logits.dtype),
-            "threads": n_threads}
-    out = []
-    if copy is not None:
-        gbps, seconds = copy
-        out.append({"family": "stream_copy", "implementation": "numpy.copyto", **base,
-                    "median_s": seconds, "gbps": gbps, "rows_timed": batch.n_rows,
-                    "scaled": False})
-    for r in results:
-        for impl, seconds, timing in (("fastxent", r.fastxent, None),
-                                      ("numpy-reference", None, r.numpy),
-                                      ("torch", None, r.torch)):
-            if timing is not None:
-                seconds = timing.seconds
-            if seconds is None:
-                continue
-            row = {"family": r.family.name, "implementation": impl, **base,
-                   "median_s": seconds, "gbps": _gbps(batch, seconds),
-                   "rows_timed": timing.rows if timing else batch.n_rows,
-                   "scaled": bool(timing and timing.scaled)}
-            if copy is not None:
-                row["fraction_of_copy"] = row["gbps"] / copy[0]
-            out.append(row)
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # Commands
 
@@ -543,32 +570,32 @@ def cmd_demo(args):
 
 
 def cmd_bench(args):
+    from . import _bench
+
+    if args.plot:
+        _bench.require_matplotlib()  # before the run, not after it
     fx = _import_api()
-    n_threads = _set_threads(args.threads)
-    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json \
-        else (lambda m: print(m, flush=True))
-    families = FAMILIES if not args.family else tuple(family_by_name(n) for n in args.family)
-    repeats = args.repeat if args.repeat is not None else (3 if args.quick else 10)
-    numpy_budget, torch_budget = (0.3, 0.6) if args.quick else (4.0, 8.0)
-    if args.no_peers:
-        numpy_budget = torch_budget = 0.0
+    _set_threads(args.threads)  # validates --threads
     start = time.perf_counter()
-    batch = Batch.make(args.rows, args.classes, args.positives, np.dtype(args.dtype), args.seed)
-    log(_describe_batch(batch, time.perf_counter() - start, n_threads))
-    results, grad_out = run_families(
-        fx, batch, families, repeats=repeats, check=False,
-        fastxent_budget=2.0 if args.quick else 10.0, numpy_budget=numpy_budget,
-        torch_budget=torch_budget, peer_repeats=2 if args.quick else 3, n_threads=n_threads,
-        log=log)
-    copy = copy_bandwidth(batch.logits, grad_out, n_threads, repeats=repeats)
+    measurements, copies, notes = _bench.run_bench(fx, args)
+    if args.plot:
+        _bench.plot(measurements, copies, args.plot, sweep=args.sweep, metric=args.plot_metric)
     if args.json:
-        print(json.dumps(_json_rows(batch, results, n_threads, copy), indent=1))
+        print(json.dumps(copies + [m.to_json() for m in measurements], indent=1))
+        if args.plot:
+            print(f"plot written to {args.plot}", file=sys.stderr)
         return 0
-    print(f"stream copy (np.copyto, {n_threads} threads, read + write): {copy[0]:.1f} GB/s")
+    print(_bench.environment_line())
+    if not args.sweep and copies:
+        print(f"stream copy (np.copyto, {copies[0]['threads']} threads, read + write): "
+              f"{copies[0]['gbps']:.1f} GB/s")
     print()
-    print(format_table(batch, results, copy_gbps=copy[0]))
+    print(_bench.format_tables(measurements, copies, sweep=args.sweep))
     print()
-    print(format_notes(batch, results, n_threads))
+    print(_bench.format_notes(measurements, notes))
+    if args.plot:
+        print(f"plot written to {args.plot}")
+    print(f"total {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -672,18 +699,45 @@ def build_parser():
     _add_batch_options(demo, 2048, 131072)
     demo.set_defaults(handler=cmd_demo)
 
-    bench = sub.add_parser("bench", help="time every family and the machine's copy bandwidth")
+    bench = sub.add_parser(
+        "bench", help="time every family on every backend next to NumPy and PyTorch, with the "
+        "machine's copy bandwidth; sweeps and plots",
+        description="Time each loss family (loss + gradient) on every available fastxent "
+        "backend, the float64 NumPy reference and PyTorch, on a synthetic extreme multi-label "
+        "batch; print a table per family (median, spread, effective GB/s, fraction of the "
+        "streaming-copy bandwidth measured in the same run, peak memory, speed-ups), or JSON, "
+        "or a plot.")
     _add_batch_options(bench, 1024, 32768)
+    bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                       help="cpu (default) or cuda (needs fastxent's CUDA backend and a GPU)")
+    bench.add_argument("--backend", action="append", default=None, metavar="NAME",
+                       help="time only this fastxent backend (repeatable; default: every "
+                       "available one)")
     bench.add_argument("--repeat", type=_positive_int, default=None,
-                       help="timed calls per family (default 10; 3 with --quick)")
+                       help="timed calls per measurement (default 10; 3 with --quick)")
     bench.add_argument("--quick", action="store_true",
-                       help="fewer repeats and small time budgets for the peers")
+                       help="fewer runs and small time budgets (the default run: < 2 minutes)")
     bench.add_argument("--no-peers", action="store_true",
                        help="time fastxent only (no NumPy reference, no PyTorch)")
     bench.add_argument("--family", action="append", choices=FAMILY_NAMES,
                        help="time only this family (repeatable)")
+    bench.add_argument("--sweep", choices=("classes", "rows", "positives", "threads"),
+                       help="repeat the run over several values of this quantity (the others "
+                       "fixed): classes 2**10..2**20, rows 64..4096, positives 1..64, threads "
+                       "1..NUMBA_NUM_THREADS (fewer with --quick)")
+    bench.add_argument("--values", type=lambda text: [int(float(v)) if float(v).is_integer()
+                                                      else float(v) for v in text.split(",")],
+                       default=None, metavar="V1,V2,...",
+                       help="the values of --sweep (e.g. 1024,65536,1048576)")
     bench.add_argument("--json", action="store_true",
                        help="print a JSON list of measurements on stdout (progress on stderr)")
+    bench.add_argument("--plot", metavar="FILE.png", default=None,
+                       help="save a figure of the results against the swept quantity "
+                       "(default: C); needs matplotlib")
+    bench.add_argument("--plot-metric", choices=("gbps", "time"), default="gbps",
+                       help="what --plot shows: effective GB/s (default) or ms per call")
+    bench.add_argument("--no-progress", action="store_true",
+                       help="no progress bar on stderr")
     bench.set_defaults(handler=cmd_bench)
 
     info = sub.add_parser("info", help="versions, threads and available backends")
