@@ -122,10 +122,11 @@ def _rowwise(value: Any, row_chunks, n_classes: int, name: str):
         return array, "i"
     if not isinstance(value, da.Array):
         value = np.asarray(value)
+    if value.ndim == 0 or value.shape[0] != sum(row_chunks):
+        raise ValueError(f"{name} has shape {value.shape} but the logits have "
+                         f"{sum(row_chunks)} rows; they must match")
+    if not isinstance(value, da.Array):
         value = da.from_array(value, chunks=(row_chunks,) + tuple((s,) for s in value.shape[1:]))
-    if value.shape[0] != sum(row_chunks):
-        raise ValueError(f"{name} has {value.shape[0]} rows but the logits have "
-                         f"{sum(row_chunks)}; they must match")
     if value.ndim == 1:
         return value.rechunk((row_chunks,)), "i"
     if value.ndim == 2:
