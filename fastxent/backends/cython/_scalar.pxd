@@ -125,15 +125,15 @@ cdef inline float log_poly(float x) noexcept nogil:
     cdef float zero = 0.0
     cdef bint sub = x < tiny
     cdef float xs, m, e, res
-    cdef int64_t wide
+    cdef int32_t bits
     cdef bint big
     xs = x * <float>16777216.0 if sub else x
     xs = xs if xs > zero else one                       # keep the bit path defined
     xs = xs if xs < <float>INFINITY else one
     # split_exponent: xs = m 2**e, m in [sqrt(1/2), sqrt(2))
-    wide = <int64_t>bits_from_f32(xs)
-    e = <float>((wide >> 23) - 127)
-    m = f32_from_bits(<int32_t>((wide & 0x007FFFFF) | 0x3F800000))
+    bits = bits_from_f32(xs)                            # xs > 0: int32 arithmetic suffices
+    e = <float>((bits >> 23) - 127)                     # (int64 -> float has no SSE2/AVX2
+    m = f32_from_bits((bits & 0x007FFFFF) | 0x3F800000)  # vector conversion)
     big = m > <float>1.4142135623730951
     m = m * <float>0.5 if big else m
     e = e + one if big else e
@@ -236,14 +236,12 @@ cdef inline floating focal_pow(floating q, floating g) noexcept nogil:
     cdef floating zero = 0.0
     cdef floating one = 1.0
     cdef floating two = 2.0
-    if g == two:
-        return q * q
-    elif g == one:
-        return q
-    elif q > zero:
-        return exp_nonpos(g * log(q))                          # q <= 1
-    else:
-        return one if g == zero else zero
+    # selects instead of branches (the same values): compilers vectorise loops calling this
+    cdef floating general = exp_nonpos(g * log(q if q > zero else one))     # q <= 1
+    cdef floating at_zero = one if g == zero else zero
+    general = general if q > zero else at_zero
+    general = q if g == one else general
+    return q * q if g == two else general
 
 
 cdef inline void focal_term(floating x, floating y, floating gamma, floating gamma_neg,
@@ -254,18 +252,16 @@ cdef inline void focal_term(floating x, floating y, floating gamma, floating gam
     cdef floating one = 1.0
     cdef floating sp_pos, sp_neg, p, p_neg, ny, dp, p_m, keep, ce_neg, dp_m, dce_neg
     cdef floating q, g, ce, dq, dce, a, f, ratio
-    cdef bint shifted
     softplus_pair(x, &sp_pos, &sp_neg, &p, &p_neg)
     ny = one - y
     dp = p * p_neg                                             # dp/dx = p (1 - p)
     if clip > zero:
-        shifted = p > clip
-        p_m = p - clip if shifted else zero
+        p_m = p - clip if p > clip else zero
         keep = p_neg + clip                                    # 1 - p_m
         keep = keep if keep < one else one
         ce_neg = -log(keep)
-        dp_m = dp if shifted else zero
-        dce_neg = dp / keep if shifted else zero
+        dp_m = dp if p > clip else zero
+        dce_neg = dp / keep if p > clip else zero
     else:
         p_m = p
         ce_neg = sp_pos

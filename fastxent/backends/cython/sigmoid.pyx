@@ -59,31 +59,68 @@ cdef inline double pos_weight_of(const params_t* prm) noexcept nogil:
         return 1.0
 
 
-cdef double background_pass(const floating* xr, floating* gr, Py_ssize_t n, bint want_grad,
-                            floating y0, const double* class_weight, const double* pos_weight,
-                            const params_t* prm, floating scale) noexcept nogil:
-    """``sum_j w_j l(x_j, y0)`` (float64, from block partial sums) and, if wanted,
-    ``gr[j] = scale w_j dl/dx(x_j, y0)``; gr may alias xr. ``pos_weight``: [C] or NULL."""
-    cdef floating one = 1.0
+cdef void block_elements(const floating* xb, Py_ssize_t size, const target_t* yb, floating keep,
+                         floating y0, const double* pw, floating pw0, const params_t* prm,
+                         floating* lbuf, floating* gbuf) noexcept nogil:
+    """``lbuf[j], gbuf[j] = element(x_j, y_j, pw_j)`` over one block, with ``y_j = keep yb[j] + y0``
+    (``yb`` NULL: ``y_j = y0``) and ``pw_j = pw[j]`` (``pw`` NULL: ``pw0``). One loop per case,
+    so that no load is conditional and every loop vectorises."""
+    cdef Py_ssize_t j
+    cdef params_t local = prm[0]      # a private copy: stores to lbuf/gbuf cannot alias it
+    prm = &local
+    if yb == NULL and pw == NULL:
+        for j in range(size):
+            element(xb[j], y0, pw0, prm, &lbuf[j], &gbuf[j])
+    elif yb == NULL:
+        for j in range(size):
+            element(xb[j], y0, <floating>pw[j], prm, &lbuf[j], &gbuf[j])
+    elif pw == NULL:
+        for j in range(size):
+            element(xb[j], keep * <floating>yb[j] + y0, pw0, prm, &lbuf[j], &gbuf[j])
+    else:
+        for j in range(size):
+            element(xb[j], keep * <floating>yb[j] + y0, <floating>pw[j], prm, &lbuf[j],
+                    &gbuf[j])
+
+
+cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint want_grad,
+                          const target_t* yr, floating keep, floating y0,
+                          const double* class_weight, const double* pos_weight,
+                          const params_t* prm, floating scale) noexcept nogil:
+    """``sum_j w_j l(x_j, y_j)`` (float64, from block partial sums) and, if wanted,
+    ``gr[j] = scale w_j dl/dx(x_j, y_j)``; gr may alias xr (each block is computed into
+    ``lbuf``/``gbuf`` before it is written). ``y_j = keep yr[j] + y0``, or ``y0`` when ``yr`` is
+    NULL; ``pos_weight``: [C] or NULL (then the scalar of ``prm``)."""
+    cdef floating lbuf[BLOCK]
+    cdef floating gbuf[BLOCK]
     cdef floating pw0 = <floating>pos_weight_of(prm)
-    cdef floating acc, w, pw, lj, gj
+    cdef floating acc, w
     cdef double total = 0.0
     cdef Py_ssize_t b0 = 0, j, size
-    cdef const floating* xb
+    cdef const double* wb
     cdef floating* gb
     while b0 < n:
-        xb = xr + b0
-        gb = gr + b0 if want_grad else gr
         size = n - b0 if n - b0 < BLOCK else BLOCK
+        block_elements(xr + b0, size, yr + b0 if yr != NULL else yr, keep, y0,
+                       pos_weight + b0 if pos_weight != NULL else pos_weight, pw0, prm,
+                       lbuf, gbuf)
         acc = 0.0
-        for j in range(size):                 # one inlined copy of the element formula
-            w = <floating>class_weight[b0 + j] if class_weight != NULL else one
-            pw = <floating>pos_weight[b0 + j] if pos_weight != NULL else pw0
-            element(xb[j], y0, pw, prm, &lj, &gj)
-            acc += w * lj
-            if want_grad:
-                gb[j] = scale * w * gj
+        if class_weight != NULL:
+            wb = class_weight + b0
+            for j in range(size):
+                acc += <floating>wb[j] * lbuf[j]
+        else:
+            for j in range(size):
+                acc += lbuf[j]
         total += <double>acc
+        if want_grad:
+            gb = gr + b0
+            if class_weight != NULL:
+                for j in range(size):
+                    gb[j] = scale * <floating>wb[j] * gbuf[j]
+            else:
+                for j in range(size):
+                    gb[j] = scale * gbuf[j]
         b0 += BLOCK
     return total
 
@@ -111,9 +148,9 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
         loss += w * (<double>l_pos - <double>l_bg)
         pos_buf[k] = scale * w * <double>g_pos
     # 2./3. the background pass: every logit as y'_0, gradient written once
-    loss += background_pass(xr, gr, n_classes, want_grad, y0, class_weight,
-                            pos_weight if eps > 0.0 else <const double*>NULL, prm,
-                            <floating>scale)
+    loss += weighted_pass(xr, gr, n_classes, want_grad, <const floating*>NULL, keep, y0,
+                          class_weight, pos_weight if eps > 0.0 else <const double*>NULL, prm,
+                          <floating>scale)
     if want_grad:
         for k in range(n_pos):
             gr[cols[k]] = <floating>pos_buf[k]
@@ -124,35 +161,10 @@ cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize
                       const target_t* yr, const double* class_weight, const double* pos_weight,
                       double sw, double eps, double grad_scale,
                       const params_t* prm) noexcept nogil:
-    cdef floating one = 1.0
-    cdef floating pw0 = <floating>pos_weight_of(prm)
-    cdef floating y0 = <floating>(0.5 * eps)
-    cdef floating keep = <floating>(1.0 - eps)
-    cdef floating scale_x = <floating>(sw * grad_scale)
-    cdef floating acc_blk, w, pw, y, lj, gj
-    cdef double acc = 0.0
-    cdef Py_ssize_t b0 = 0, j, size
-    cdef const floating* xb
-    cdef const target_t* yb
-    cdef floating* gb
     # 2. loss and 3. gradient in one pass (float32 block partial sums, then float64)
-    while b0 < n_classes:
-        xb = xr + b0
-        yb = yr + b0
-        gb = gr + b0 if want_grad else gr
-        size = n_classes - b0 if n_classes - b0 < BLOCK else BLOCK
-        acc_blk = 0.0
-        for j in range(size):
-            w = <floating>class_weight[b0 + j] if class_weight != NULL else one
-            pw = <floating>pos_weight[b0 + j] if pos_weight != NULL else pw0
-            y = keep * <floating>yb[j] + y0
-            element(xb[j], y, pw, prm, &lj, &gj)
-            acc_blk += w * lj
-            if want_grad:
-                gb[j] = scale_x * w * gj
-        acc += <double>acc_blk
-        b0 += BLOCK
-    return sw * acc
+    return sw * weighted_pass(xr, gr, n_classes, want_grad, yr, <floating>(1.0 - eps),
+                              <floating>(0.5 * eps), class_weight, pos_weight, prm,
+                              <floating>(sw * grad_scale))
 
 
 cdef void _sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
