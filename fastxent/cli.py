@@ -614,10 +614,11 @@ def cmd_info(args):
 
     print(f"fastxent {_version.__version__} ({os.path.dirname(os.path.abspath(__file__))})")
     print(f"python {platform.python_version()} ({sys.executable}) on {platform.platform()}")
-    for name in ("numpy", "scipy", "numba", "llvmlite", "torch"):
+    for name in ("numpy", "scipy", "numba", "llvmlite", "torch", "matplotlib"):
         print(f"{name}: {_version_of(name)}")
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     print(f"CPUs: {os.cpu_count()} (usable by this process: {affinity or 'unknown'})")
+    print(f"CPU features: {_cpu_features()}")
     try:
         import numba
 
@@ -637,9 +638,99 @@ def cmd_info(args):
             else:
                 shown = ", ".join(map(str, backends))
             print(f"backends available: {shown or 'none'}")
+            missing = [name for name in getattr(_dispatch, "_DESCRIPTIONS", ())
+                       if name not in backends and hasattr(_dispatch, "_probe")]
+            for name in missing:
+                print(f"backend {name} not available: {_dispatch._probe(name)[1]}")
         else:
             print("backends: unknown (fastxent._dispatch has no available_backends())")
+    print(f"numba cache: {_numba_cache()}")
+    print(f"GPU: {_gpu()}")
     return 0
+
+
+def _cpu_features():
+    """Model and SIMD flags from /proc/cpuinfo (Linux), and the CPU LLVM compiles for."""
+    flags, model = set(), platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        return f"{model} (no /proc/cpuinfo)"
+    simd = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}"
+                     for flag in ("avx2", "fma", "avx512f", "avx512vl"))
+    try:
+        import llvmlite.binding
+
+        llvm = f"; LLVM targets {llvmlite.binding.get_host_cpu_name()}"
+    except Exception:  # llvmlite missing or too old
+        llvm = ""
+    return f"{model}: {simd}{llvm}"
+
+
+def _numba_cache():
+    """Whether compiled Numba kernels of fastxent are cached on disk (and fresh)."""
+    source_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backends",
+                              "numba_cpu")
+    if not os.path.isdir(source_dir):
+        return "no Numba backend in this installation"
+    stems = {name[:-3] for name in os.listdir(source_dir) if name.endswith(".py")}
+    try:
+        import numba
+    except ImportError:
+        return "numba not installed"
+    cache_dir = numba.config.CACHE_DIR
+    roots = [cache_dir] if cache_dir else [os.path.join(source_dir, "__pycache__")]
+    indexes = []
+    for root in roots:
+        for folder, _, files in os.walk(root):
+            indexes += [os.path.join(folder, name) for name in files
+                        if name.endswith(".nbi") and name.split(".")[0] in stems]
+    where = cache_dir or roots[0]
+    if not indexes:
+        return (f"empty ({where}): the first call of each kernel compiles it "
+                "(seconds to a minute each), later processes load it")
+    stale = sum(os.path.getmtime(index) < os.path.getmtime(
+        os.path.join(source_dir, os.path.basename(index).split(".")[0] + ".py"))
+        for index in indexes)
+    fresh = f"{stale} older than their source (those recompile)" if stale else "all fresh"
+    return f"{len(indexes)} kernel indexes in {where} ({fresh})"
+
+
+def _gpu():
+    """GPUs that numba.cuda and torch see."""
+    found, how = [], []
+    try:
+        import numba.core.config
+        from numba import cuda
+
+        if numba.core.config.ENABLE_CUDASIM:
+            how.append("numba.cuda: the simulator (NUMBA_ENABLE_CUDASIM=1)")
+        elif cuda.is_available():
+            names = [gpu.name.decode() if isinstance(gpu.name, bytes) else str(gpu.name)
+                     for gpu in cuda.gpus]
+            found += names
+            how.append(f"numba.cuda: {', '.join(names)}")
+        else:
+            how.append("numba.cuda: no GPU")
+    except Exception as exc:  # numba-cuda missing or broken
+        how.append(f"numba.cuda not importable ({type(exc).__name__})")
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        if torch.cuda.is_available():
+            names = [torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())]
+            found += names
+            how.append(f"torch: {', '.join(names)}")
+        else:
+            how.append("torch: no CUDA device")
+    verdict = "found" if found else "none found"
+    return f"{verdict} ({'; '.join(how)})"
 
 
 def _threading_layer(numba):

@@ -72,7 +72,7 @@ def test_info():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     for word in ("fastxent", "numpy", "numba", "scipy", "torch", "threading layer", "CPUs",
-                 "backends"):
+                 "backends", "CPU features:", "avx2", "avx512f", "numba cache:", "GPU:"):
         assert word in out, word
     assert "numba" in out.split("backends", 1)[1]
 
