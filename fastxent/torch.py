@@ -95,7 +95,8 @@ def _logits(tensor: Any, name: str = "input"):
     which may receive the gradient in place."""
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of logits [N, C], got "
-                        f"{type(tensor).__name__}; call the fastxent losses directly for NumPy arrays")
+                        f"{type(tensor).__name__}; call the fastxent losses directly for "
+                        f"NumPy arrays")
     if tensor.dim() != 2:
         raise ValueError(f"{name} must be 2-D [N, C] logits, got shape {tuple(tensor.shape)}; "
                          f"for [N, C, d1, ...] pass logits.movedim(1, -1).reshape(-1, C) and "
