@@ -201,3 +201,31 @@ def test_integration_docs_examples_run(index, tmp_path, monkeypatch):
             pytest.importorskip(module, reason=f"{module} not installed")
     monkeypatch.chdir(tmp_path)
     exec(compile(block, f"{DOCS}:block{index}", "exec"), {"__name__": "__docs__"})
+
+
+def test_api_reads_a_read_only_memmap_without_copying(memmapped, monkeypatch):
+    """The main API hands a read-only .npy memory map (and its labels) to the kernel as is."""
+    import types
+
+    from fastxent import _dispatch
+
+    compiled = [name for name in fastxent.available_backends() if name not in ("numpy", "cuda")]
+    if not compiled:
+        pytest.skip("no compiled CPU backend available")
+    logits, labels, _ = memmapped
+    seen = []
+    real_kernels = _dispatch.kernels
+
+    def spy_kernels(name):
+        module = real_kernels(name)
+
+        def run(job):
+            seen.append(np.shares_memory(job.logits, logits))
+            return module.run(job)
+        return types.SimpleNamespace(run=run)
+
+    monkeypatch.setattr(_dispatch, "kernels", spy_kernels)
+    loss, grad = fastxent.softmax_cross_entropy(logits[:300], labels[:300], return_grad=True,
+                                                backend=compiled[0])
+    assert seen == [True]
+    assert not logits.flags.writeable and grad.flags.writeable
