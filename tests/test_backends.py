@@ -73,16 +73,8 @@ CASES_PER_GROUP = 8
 BUG_CANCEL = ("bug: softmax-family gradient p_j * coef - w_j * y'_j is formed by cancellation "
               "near p_j -> 1 (only absolute accuracy; C = 1 gives a nonzero gradient where the "
               "exact one is 0)")
-BUG_LOG_S = ("bug: float32 softmax focal: s = sum exp(x - m) accumulated in float32, so "
-             "-log p = log s of a confident class has only absolute accuracy and the focal "
-             "gradient of confident rows is off by up to 1e-3 of max |grad|")
 KNOWN_BUGS = {
     "test_matches_reference[numba-softmax_cross_entropy-dense-f32-7]": BUG_CANCEL,
-    "test_one_class[numba-softmax_focal_loss-dense]": BUG_CANCEL,
-    "test_bug_softmax_gradient_near_p1[numba-softmax_cross_entropy-f32]": BUG_CANCEL,
-    "test_bug_softmax_gradient_near_p1[numba-softmax_focal_loss-f32]": BUG_CANCEL,
-    "test_bug_one_class_softmax_gradient_is_zero[numba-softmax_focal_loss-f32]": BUG_CANCEL,
-    "test_bug_float32_focal_confident_row[numba]": BUG_LOG_S,
     # The Cython kernels mirror the Numba algorithms, dense float32 cancellation included
     # (near_p1 and the confident focal row pass there: s1 adds the ties before the small sum).
     "test_one_class[cython-softmax_focal_loss-dense]": BUG_CANCEL,

@@ -132,12 +132,13 @@ _dtype_dispatch("neg_expm1", lambda x: _math.neg_expm1_poly(x), lambda x: -math.
 
 _PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "log", "log1p_unit",
                "neg_expm1", "exp2i", "split_exponent"}
-# The polynomial leaves are inlined into every loop that calls them (so the loops vectorise).
-# The larger formulas are compiled once per signature and called: inlining them everywhere made
-# Numba's compile time explode (minutes per kernel), which is the price this version avoids.
+# The polynomial leaves are inlined into every loop that calls them by Numba (so the loops
+# vectorise). The formulas are compiled once per signature and inlined by LLVM (``forceinline``):
+# Numba-level inlining of whole formulas made compile times explode (minutes per kernel), while
+# LLVM inlining costs about what a call does and lets the element loops vectorise.
 _INLINED = {"exp_poly", "exp_nonpos_poly", "log_poly", "log1p_series", "_atanh_series",
             "neg_expm1_poly"}
-_CALLEE_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+_CALLEE_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy")
 for _name in dir(_math):
     _obj = getattr(_math, _name)
     if callable(_obj) and getattr(_obj, "__module__", None) == _math.__name__ \
@@ -145,4 +146,4 @@ for _name in dir(_math):
         if _name in _INLINED:
             register_jitable(inline="always", **_CALLEE_OPTIONS)(_obj)
         else:
-            register_jitable(**_CALLEE_OPTIONS)(_obj)
+            register_jitable(forceinline=True, **_CALLEE_OPTIONS)(_obj)

@@ -77,9 +77,11 @@ def row_stats(xr):
             v = blk[j]
             e = _math.exp_nonpos(v - m)
             tie = v == m                         # exp(0) = 1 exactly: count it separately
-            acc += e - one if tie else e
+            acc += zero if tie else e            # (not `e - one`: fast-math reassociates it
+            #                                       into `(acc + e) - 1`, which cancels)
             ties += one if tie else zero
-        s1 += float(acc) + float(ties)
+        # the ties cancel the -1 exactly first; fenced, or fast-math computes s1 + (acc + ties)
+        s1 = _math.fence(s1 + float(ties)) + float(acc)
     return m, s1
 
 

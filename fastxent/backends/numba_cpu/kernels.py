@@ -29,8 +29,8 @@ def run(job):
         pos_buf = np.empty(job.indices.size, dtype=np.float64)
     family = job.family
     if family == "softmax_xent":
-        cw_sum = float(job.class_weight.sum()) if job.class_weight is not None \
-            else float(n_classes)
+        # the sum of the weights the kernel reads (float32 weights for float32 logits)
+        cw_sum = float(cw.sum(dtype=np.float64)) if cw.size else float(n_classes)
         options = (job.label_smoothing, job.z_loss, job.grad_scale, cw_sum)
         if sparse:
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,

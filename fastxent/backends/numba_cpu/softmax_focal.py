@@ -19,7 +19,7 @@ from numba import njit, prange
 
 from ... import _math
 from ._primitives import JIT_OPTIONS
-from ._rows import BLOCK, row_stats
+from ._rows import BLOCK, argmax_of, row_stats
 
 
 @njit(**JIT_OPTIONS)
@@ -148,12 +148,24 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
             h_acc += u * h
         loss += float(f_acc)
         h_sum += float(h_acc)
-    # 3. gradient
+    # 3. gradient; the row's top class (p may be close to 1) in the exact form
+    #    (H - U) p - U (1 - p), U = u h, computed before the write (logits may alias grad)
     if want_grad:
         scale = sw * grad_scale
+        top = argmax_of(xr, m)
+        top_grad = 0.0
+        if top >= 0:
+            u_top = float(keep) * float(yr[top]) + float(y0)
+            if has_cw:
+                u_top *= float(class_weight[top])
+            f_top, h_top = _math.softmax_focal_term(log_s, gamma)      # gap of the max: log s
+            big_u = u_top * h_top
+            top_grad = scale * ((h_sum - big_u) * math.exp(-log_s) - big_u * (-math.expm1(-log_s)))
         a = _math.cast_like(m, scale * h_sum / s)
         write_grad(xr, gr, m, log_s, gamma, a, _math.cast_like(m, scale), yr, class_weight,
                    has_cw, keep, y0)
+        if top >= 0:
+            gr[top] = _math.cast_like(m, top_grad)
     return sw * loss
 
 
