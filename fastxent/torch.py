@@ -169,6 +169,20 @@ def _targets(target: Any, logits: Any, n_classes: int) -> Any:
     return _host(target)
 
 
+def _place(value: Any, logits: Any) -> Any:
+    """A weight option next to the logits: NumPy for host logits, a float64 tensor on the
+    logits' device for CUDA logits (PyTorch's weights are tensors; they are O(N + C))."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    if isinstance(logits, torch.Tensor):
+        return value.detach().to(device=logits.device, dtype=torch.float64).contiguous()
+    return _host(value)
+
+
+def _numel(value: Any) -> int:
+    return value.numel() if isinstance(value, torch.Tensor) else int(np.size(value))
+
+
 def _to_tensor(value: Any, device: torch.device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
@@ -205,6 +219,7 @@ def _fused(function, input: torch.Tensor, target: Any, reduction: str, options: 
     x, private = _logits(input)
     n, c = tuple(input.shape)
     targets = _targets(target, x, c)
+    options = {key: _place(value, x) for key, value in options.items()}
     fx_reduction = "none" if reduction == "row" else reduction
     if elementwise:
         x, targets, options = _one_class_rows(x, targets, n, c, options)
@@ -234,6 +249,7 @@ def _fused(function, input: torch.Tensor, target: Any, reduction: str, options: 
 
 def _one_class_rows(x, targets, n, c, options):
     """[N, C] logits as [N * C, 1] (a view), targets and weights to match."""
+    on_device = isinstance(x, torch.Tensor)
     x = x.reshape(n * c, 1)
     options = dict(options)
     if isinstance(targets, torch.Tensor):             # CUDA dense targets
@@ -245,21 +261,24 @@ def _one_class_rows(x, targets, n, c, options):
         if dense.shape != (n, c):
             raise ValueError(f"target must have the logits' shape {(n, c)}, got {dense.shape}")
         targets = np.ascontiguousarray(dense).reshape(n * c, 1)
+        if on_device:
+            targets = torch.from_numpy(targets).to(x.device)
     pos_weight = options.get("pos_weight")
-    if pos_weight is not None and np.ndim(pos_weight) > 0 and np.size(pos_weight) > 1:
+    if pos_weight is not None and _numel(pos_weight) > 1:
         raise NotImplementedError("reduction='none' (element losses [N, C]) with a per-class "
                                   "pos_weight is not supported; use reduction='row' (per-row "
                                   "sums [N]), 'sum' or 'mean'")
-    if pos_weight is not None and np.ndim(pos_weight) > 0:
-        options["pos_weight"] = float(np.asarray(pos_weight).reshape(()))
+    if pos_weight is not None and not isinstance(pos_weight, float):
+        options["pos_weight"] = float(pos_weight.reshape(()))
     class_weight = options.pop("class_weight", None)
     sample_weight = options.pop("sample_weight", None)
     if class_weight is not None or sample_weight is not None:
-        weight = np.ones((n, c))
+        weight = (torch.ones((n, c), dtype=torch.float64, device=x.device) if on_device
+                  else np.ones((n, c)))
         if class_weight is not None:
-            weight = weight * np.asarray(class_weight, dtype=np.float64)[None, :]
+            weight = weight * class_weight.reshape(1, c)
         if sample_weight is not None:
-            weight = weight * np.asarray(sample_weight, dtype=np.float64)[:, None]
+            weight = weight * sample_weight.reshape(n, 1)
         options["sample_weight"] = weight.reshape(n * c)
     return x, targets, options
 
@@ -268,14 +287,15 @@ def _bce_weight(weight: Any, n: int, c: int) -> dict:
     """PyTorch's BCE ``weight`` (broadcast to [N, C]) as fastxent's class or sample weight."""
     if weight is None:
         return {}
-    w = _host(weight)
-    shape = np.shape(w)
-    if np.size(w) == 1:
-        return {"class_weight": np.full(c, float(np.asarray(w).reshape(())))}
+    w = weight if isinstance(weight, torch.Tensor) else np.asarray(weight)
+    shape = tuple(w.shape)
+    if _numel(w) == 1:
+        return {"class_weight": w.reshape(1).expand(c) if isinstance(w, torch.Tensor)
+                else np.full(c, float(w.reshape(())))}
     if shape in ((c,), (1, c)):
-        return {"class_weight": np.asarray(w).reshape(c)}
+        return {"class_weight": w.reshape(c)}
     if shape == (n, 1):
-        return {"sample_weight": np.asarray(w).reshape(n)}
+        return {"sample_weight": w.reshape(n)}
     raise ValueError(f"weight of shape {shape} is not supported: fastxent takes a per-class "
                      f"weight [C] or [1, C] (here C = {c}) or a per-row weight [N, 1] (N = {n})")
 
@@ -304,7 +324,7 @@ def cross_entropy(input: torch.Tensor, target: Any, weight: Optional[torch.Tenso
     """
     _deprecated(size_average, reduce)
     reduction = _reduction(reduction, ("none", "mean", "sum", "batchmean"))
-    options = dict(class_weight=_host(weight), sample_weight=_host(sample_weight),
+    options = dict(class_weight=weight, sample_weight=sample_weight,
                    ignore_index=int(ignore_index), label_smoothing=label_smoothing,
                    z_loss=z_loss, backend=backend)
     return _fused(api.softmax_cross_entropy, input, target, reduction, options)
@@ -357,8 +377,10 @@ def _shape(input: Any):
 def _pos_weight(pos_weight: Any):
     if pos_weight is None:
         return None
-    value = _host(pos_weight)
-    return float(np.asarray(value).reshape(())) if np.size(value) == 1 else value
+    if _numel(pos_weight) == 1:
+        return float(pos_weight.reshape(()) if isinstance(pos_weight, torch.Tensor)
+                     else np.asarray(pos_weight).reshape(()))
+    return pos_weight
 
 
 # ------------------------------------------------------------------------------------------
