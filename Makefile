@@ -25,15 +25,18 @@ install: $(INSTALL_STAMP)
 # torch: only this exact version lies on disk as a CPU wheel; never install an unpinned torch
 # (that downloads a multi-GB CUDA build). It is not a package extra for the same reason.
 $(INSTALL_STAMP): $(VENV_STAMP) $(BUILD_INPUTS)
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install -e ".[test,cuda]"
 	$(BIN)/python -m pip install "$(TORCH_SPEC)"
 	touch $@
 
 demo: $(INSTALL_STAMP)
 	$(BIN)/python -m fastxent demo
 
+# The CUDA backend's tests run twice: in the main run (kernels compiled to PTX for a Hopper GPU,
+# device detection) and under Numba's CUDA simulator (every kernel executed on tiny shapes).
 test: $(INSTALL_STAMP)
 	$(BIN)/python -m pytest -q tests/
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_cuda.py
 
 $(BENCH_STAMP): $(INSTALL_STAMP)
 	$(BIN)/python -m pip install -e ".[test,bench]"

@@ -36,3 +36,29 @@ def test_readme_examples_run_and_match_reference():
                                                         return_grad=True)
     np.testing.assert_allclose(got_loss, ref_loss, rtol=1e-5)
     np.testing.assert_allclose(got_grad, ref_grad, atol=1e-6 * np.abs(ref_grad).max())
+
+
+def _expected_prints(block):
+    """The ``# value`` comment lines right after each ``print(...)`` line of a block."""
+    expected, lines = [], block.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("print("):
+            j = i + 1
+            while j < len(lines) and lines[j].startswith("# "):
+                expected.append(lines[j][2:].strip())
+                j += 1
+    return expected
+
+
+def test_readme_printed_numbers(capsys):
+    """Every ``print`` in the README is followed by the output it really prints."""
+    namespace = {}
+    checked = 0
+    for block in _python_blocks():
+        capsys.readouterr()
+        exec(compile(block, str(README), "exec"), namespace)
+        want = _expected_prints(block)
+        if want:
+            assert capsys.readouterr().out.split("\n")[:len(want)] == want
+            checked += len(want)
+    assert checked >= 1
