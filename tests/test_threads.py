@@ -13,6 +13,8 @@ import pytest
 import fastxent
 
 N_THREADS, CALLS_PER_THREAD = 8, 200
+#: compiled CPU backends (the NumPy reference is exact but slow; CUDA has its own tests)
+CPU_BACKENDS = [name for name in fastxent.available_backends() if name not in ("numpy", "cuda")]
 
 
 def _calls():
@@ -36,14 +38,17 @@ def _calls():
     return calls
 
 
-def _run(call, grad_out=None):
+def _run(call, grad_out=None, backend="auto"):
     name, x, targets, options = call
-    return getattr(fastxent, name)(x, targets, return_grad=True, grad_out=grad_out, **options)
+    return getattr(fastxent, name)(x, targets, return_grad=True, grad_out=grad_out,
+                                   backend=backend, **options)
 
 
-def test_threads_match_single_thread_results():
+@pytest.mark.parametrize("backend", CPU_BACKENDS or [
+    pytest.param("none", marks=pytest.mark.skip(reason="no compiled CPU backend available"))])
+def test_threads_match_single_thread_results(backend):
     calls = _calls()
-    expected = [_run(call) for call in calls]          # one thread (also compiles every kernel)
+    expected = [_run(call, backend=backend) for call in calls]   # one thread; compiles kernels
     errors, barrier = [], threading.Barrier(N_THREADS)
 
     def worker(index):
@@ -53,7 +58,7 @@ def test_threads_match_single_thread_results():
             barrier.wait()                             # start together: maximal overlap
             for _ in range(CALLS_PER_THREAD):
                 k = int(rng.integers(len(calls)))
-                loss, grad = _run(calls[k], buffers[k])
+                loss, grad = _run(calls[k], buffers[k], backend)
                 want_loss, want_grad = expected[k]
                 np.testing.assert_array_equal(loss, want_loss)
                 np.testing.assert_array_equal(grad, want_grad)
