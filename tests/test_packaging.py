@@ -55,7 +55,10 @@ def test_pyproject_declares_the_build_and_dependencies():
     assert project["dynamic"] == ["version"]
     assert set(project["dependencies"]) == {"numpy>=1.24", "scipy>=1.10", "numba>=0.60"}
     extras = project["optional-dependencies"]
-    assert set(extras["test"]) == {"pytest", "hypothesis"}
+    # dask/distributed: fastxent.dask's tests (a LocalCluster too); scikit-learn: the digits
+    # training loops of the PyTorch integration tests
+    assert set(extras["test"]) == {"pytest", "hypothesis", "dask[array]", "distributed",
+                                   "scikit-learn"}
     # torch must never be an extra: an unpinned torch pulls a multi-GB CUDA build; the Makefile
     # installs the exact CPU wheel.
     assert not any(req.startswith("torch") for reqs in extras.values() for req in reqs)
