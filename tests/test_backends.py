@@ -74,7 +74,6 @@ BUG_CANCEL = ("bug: softmax-family gradient p_j * coef - w_j * y'_j is formed by
               "near p_j -> 1 (only absolute accuracy; C = 1 gives a nonzero gradient where the "
               "exact one is 0)")
 KNOWN_BUGS = {
-    "test_matches_reference[numba-softmax_cross_entropy-dense-f32-7]": BUG_CANCEL,
     # The Cython kernels mirror the Numba algorithms, dense float32 cancellation included
     # (near_p1 and the confident focal row pass there: s1 adds the ties before the small sum).
     "test_one_class[cython-softmax_focal_loss-dense]": BUG_CANCEL,

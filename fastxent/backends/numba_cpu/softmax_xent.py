@@ -96,12 +96,14 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
     top = argmax_of(xr, m)
     # 2. loss
     wy_sum = 0.0
-    wy_gap = 0.0
+    wy_rest = 0.0         # the same sum without the top class (its exact gradient needs it:
+    wy_gap = 0.0          # wy_sum - wy_top would cancel, and LLVM may round wy differently)
     for j in range(n_classes):
         wy = float(yr[j])
         if has_cw:
             wy *= class_weight[j]
         wy_sum += wy
+        wy_rest += 0.0 if j == top else wy
         wy_gap += wy * (float(m) - float(xr[j]))
     mass = (1.0 - eps) * wy_sum + eps / n_classes * cw_sum
     gap = (1.0 - eps) * wy_gap
@@ -118,7 +120,7 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
         if top >= 0:                                 # p_top may be close to 1: exact form
             w = class_weight[top] if has_cw else 1.0
             wy = w * float(yr[top])
-            rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
+            rest = ((1.0 - eps) * wy_rest + eps / n_classes * (cw_sum - w)
                     + 2.0 * z_loss * lse)
             top_grad = scale * exact_grad(log_s, rest, (1.0 - eps) * wy + eps / n_classes * w)
         if has_cw:
