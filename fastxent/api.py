@@ -92,6 +92,32 @@ def _denominator(loss: str, n_rows: int, n_classes: int, targets: Any, *, reduct
                             check_dense=False)[2]
 
 
+def _sigmoid_elements(logits: np.ndarray, targets: np.ndarray, pos_weight, return_grad: bool):
+    """Private engine path of the elementwise (unreduced [N, C]) sigmoid cross-entropy used by
+    ``fastxent.compat.tf``: ``(loss [N, C], grad or None)`` from the Numba kernel, or None when
+    the Numba backend is not available (the caller then computes it with NumPy).
+
+    ``logits``/``targets``: 2-D arrays of one float dtype and shape (validated by the caller; the
+    targets may lie outside [0, 1] as TensorFlow allows); ``pos_weight``: a number or a [C] array.
+    """
+    if "numba" not in _dispatch.available_backends():
+        return None
+    x = np.ascontiguousarray(logits)
+    y = np.ascontiguousarray(targets, dtype=x.dtype)
+    q = np.asarray(pos_weight, dtype=x.dtype)
+    if q.ndim == 0:
+        pw, pw0 = np.empty(0, x.dtype), q[()]
+    elif q.shape == (x.shape[1],):
+        pw, pw0 = np.ascontiguousarray(q), x.dtype.type(1)
+    else:
+        return None
+    loss = np.empty_like(x)
+    grad = np.empty_like(x) if return_grad else np.empty((1, 0), x.dtype)
+    if x.size:
+        _dispatch.kernels("numba").sigmoid_elements(x, y, pw, pw0, loss, grad, return_grad)
+    return loss, (grad if return_grad else None)
+
+
 def _sigmoid_job(family, logits, targets, class_weight, sample_weight):
     x = _checks.logits(logits)
     n, c = x.shape

@@ -147,6 +147,15 @@ def sigmoid_xent_elementwise(labels: np.ndarray, logits: np.ndarray, pos_weight:
     ``tf.nn.weighted_cross_entropy_with_logits``, computed without TensorFlow's cancellation.
     """
     z, x = labels, logits
+    q = np.asarray(pos_weight)
+    if x.ndim >= 1 and x.size and (q.ndim == 0 or q.shape == x.shape[-1:]) \
+            and np.shape(z) == x.shape:
+        from ..api import _sigmoid_elements                  # the engine's fused kernel
+        c = x.shape[-1]
+        out = _sigmoid_elements(x.reshape(-1, c), np.reshape(z, (-1, c)), q, return_grad)
+        if out is not None:
+            loss, grad = out
+            return loss.reshape(x.shape), (grad.reshape(x.shape) if return_grad else None)
     sp_pos, sp_neg, sig, sig_neg = _sigmoid_parts(x)
     q = np.asarray(pos_weight, dtype=x.dtype)
     loss = q * z * sp_neg + (1 - z) * sp_pos

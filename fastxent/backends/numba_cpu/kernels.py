@@ -2,7 +2,7 @@
 (``fastxent._checks.Canonical``), fills ``job.grad`` if set, and returns the row losses."""
 import numpy as np
 
-from .sigmoid import sigmoid_dense, sigmoid_sparse
+from .sigmoid import sigmoid_dense, sigmoid_elements, sigmoid_sparse  # noqa: F401
 from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
 from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
 

@@ -215,3 +215,33 @@ def sigmoid_dense(logits, targets, class_weight, pos_weight, sample_weight, opti
         row_loss[i] = dense_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
                                 targets[i], class_weight, has_cw, pos_weight, has_pw,
                                 sample_weight[i] if has_sw else 1.0, options, params)
+
+
+@njit(**JIT_OPTIONS)
+def elements_row(xr, yr, pos_weight, has_pw, pw0, lr, gr, want_grad):
+    """``lr[j] = l(x_j, y_j)`` and ``gr[j] = dl/dx`` of BCE, element by element (gr may alias
+    xr; lr may not)."""
+    for b0 in range(0, xr.size, BLOCK):
+        b1 = min(b0 + BLOCK, xr.size)
+        xb = xr[b0:b1]
+        yb = yr[b0:b1]
+        lb = lr[b0:b1]
+        pwb = pos_weight[b0:b1]
+        gb = gr[b0:b1] if want_grad else gr
+        for j in range(xb.size):
+            pw = pwb[j] if has_pw else pw0
+            lj, gj = _math.bce_term(xb[j], yb[j], pw)
+            lb[j] = lj
+            if want_grad:
+                gb[j] = gj
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def sigmoid_elements(logits, targets, pos_weight, pw0, loss_out, grad, want_grad):
+    """Unreduced BCE with logits: ``loss_out[i, j]`` and (if wanted) ``grad[i, j]``, for the
+    TensorFlow-compatible elementwise helpers; pos_weight: [C] in the logits' dtype, or empty
+    (then the scalar ``pw0``)."""
+    has_pw = pos_weight.size > 0
+    for i in prange(logits.shape[0]):
+        elements_row(logits[i], targets[i], pos_weight, has_pw, pw0, loss_out[i],
+                     grad[i] if want_grad else grad[0], want_grad)
