@@ -12,13 +12,13 @@ Compiler flags (gcc/clang; each is tried on the compiler first and dropped if re
   written in C (``_scalar.pxd``), so they vectorise with any x86-64/aarch64 baseline: no
   ``-march`` (a binary built with ``-march=x86-64-v4`` dies on CPUs without AVX-512) and no
   glibc libmvec (which gcc only uses under ``-ffast-math``).
-* ``-fno-math-errno -funsafe-math-optimizations -ffp-contract=fast``: the parts of
-  ``-ffast-math`` that let long float sums vectorise (reassociation, no signed zeros, no traps,
-  reciprocals, FMA contraction; Numba's kernels use the same subset). *Not* ``-ffast-math``
-  itself: it implies ``-ffinite-math-only``, under which the compiler deletes the ``x == x``
-  NaN tests and the -inf initialised maxima the losses rely on. Reassociation is only enabled
-  when the compiler has an arithmetic fence (``__builtin_assoc_barrier``, gcc >= 12, or clang's
-  ``__arithmetic_fence``), which guards the Cody-Waite reductions; otherwise it is left out.
+* ``-fno-math-errno -ffp-contract=fast -fno-trapping-math``: safe parts of ``-ffast-math``
+  (FMA contraction, no errno, no trap semantics). *Not* ``-ffast-math``: it implies
+  ``-ffinite-math-only``, under which the compiler deletes the ``x == x`` NaN tests and the
+  -inf initialised maxima the losses rely on. *Not* ``-fassociative-math`` either (measured with
+  gcc 12: it breaks the Cody-Waite range reduction of the vectorised float32 exp, relative error
+  3.6e-6, even with ``__builtin_assoc_barrier``); ``FASTXENT_ASSOCIATIVE_MATH=1`` turns it on
+  for experiments (only when the compiler has an arithmetic fence).
 * ``-fopenmp`` (compile and link): ``prange`` over rows. If the compiler has no OpenMP the
   extension is built serial (``fastxent info`` says so).
 """
@@ -84,15 +84,17 @@ class OptionalBuildExt(build_ext):
             compile_args, link_args = ["/O2", "/fp:precise"], []
         else:
             compile_args, link_args = ["-O3"], []
-            for flag in ("-fno-math-errno", "-ffp-contract=fast"):
+            for flag in ("-fno-math-errno", "-ffp-contract=fast", "-fno-trapping-math"):
                 if _compiles(compiler, "int f(void) { return 0; }\n", [flag]):
                     compile_args.append(flag)
-            if _compiles(compiler, _FENCE_PROBE, ["-funsafe-math-optimizations",
-                                                  "-Werror=implicit-function-declaration"]):
+            # Not -fassociative-math (nor -funsafe-math-optimizations, which implies it): gcc 12
+            # then breaks the Cody-Waite reduction of the vectorised float32 exp (relative error
+            # 3.6e-6 instead of 6e-8) despite __builtin_assoc_barrier. Without it, float sums
+            # do not vectorise (see the report in tests/test_cython.py's history).
+            if os.environ.get("FASTXENT_ASSOCIATIVE_MATH") and _compiles(
+                    compiler, _FENCE_PROBE, ["-funsafe-math-optimizations",
+                                             "-Werror=implicit-function-declaration"]):
                 compile_args.append("-funsafe-math-optimizations")
-            else:
-                self.announce("fastxent: no arithmetic fence in this compiler: building "
-                              "without reassociation (slower float sums)", level=2)
         omp_compile, omp_link = _openmp_flags(ctype)
         self.fastxent_openmp = _compiles(compiler, _OPENMP_PROBE, omp_compile, omp_link)
         if self.fastxent_openmp:
