@@ -645,8 +645,28 @@ def cmd_info(args):
         else:
             print("backends: unknown (fastxent._dispatch has no available_backends())")
     print(f"numba cache: {_numba_cache()}")
+    print(f"cython extension: {_cython_build()}")
+    try:
+        from . import _threads
+
+        print(f"fastxent threads: {_threads.get_num_threads()} (fastxent.set_num_threads or "
+              f"FASTXENT_NUM_THREADS; used by the numba and cython kernels)")
+    except Exception as exc:  # pragma: no cover - partial installation
+        print(f"fastxent threads: unknown ({exc})")
     print(f"GPU: {_gpu()}")
     return 0
+
+
+def _cython_build():
+    """Whether the Cython backend's extension modules are built, with OpenMP or serial."""
+    try:
+        from .backends.cython import _support
+        from .backends.cython import kernels  # noqa: F401 (every kernel module importable)
+    except ImportError as exc:
+        return f"not built ({exc})"
+    omp = (f"with OpenMP (max {_support.openmp_max_threads()} threads)"
+           if _support.openmp_enabled() else "without OpenMP (serial)")
+    return f"built, {omp}, {os.path.dirname(_support.__file__)}"
 
 
 def _cpu_features():
