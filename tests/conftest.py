@@ -4,6 +4,14 @@
   and "numpy"), plus every backend the dispatcher knows but cannot use in this process, which
   shows up as a *skip* carrying the dispatcher's own reason (e.g. ``FASTXENT_DISABLE_NUMBA=1``).
   No backend name is hard-coded here: new backends (Cython, CUDA) join automatically.
+  Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, the CI run of the CUDA backend) the
+  fixture yields "cuda" only: the main run already covers the CPU backends, and the simulated
+  CUDA backend takes host inputs (copied to the simulated device and back), so the shared tests
+  run unchanged on it. ``SIMULATOR`` says whether this is that run; ``sim_shrink`` /
+  ``SIM_TOO_LARGE`` let a test use a smaller shape (or skip) there, saying why.
+* ``_small_cuda_launch`` (autouse, simulator only): 8 threads per block, 4 classes per thread,
+  at most 4 blocks, so the tests' tiny rows span several threads, several rows share a block,
+  and the grid-stride loops take several trips.
 * ``assert_loss_close`` / ``assert_grad_close``: the tolerances of the contract (docs/losses.md)
   against the float64 reference ``fastxent.reference``.
 * the ``slow`` marker (registered here only if setup.cfg does not already register it).
@@ -53,25 +61,41 @@ def _unavailable_reason(name: str):
     return f"backend {name!r} is not listed by fastxent.available_backends()"
 
 
-def _simulated(name: str):
-    """The reason to skip ``name`` in the shared suite when it would only run in the CUDA
-    simulator (about 2,000 elements per second: far too slow for these shapes)."""
-    if name != "cuda":
-        return None
+def _simulator_on() -> bool:
+    """True under ``NUMBA_ENABLE_CUDASIM=1`` (numba reads it once, at import)."""
     try:
         from numba.core import config
     except ImportError:  # pragma: no cover - numba missing
-        return None
-    if config.ENABLE_CUDASIM:
-        return ("NUMBA_ENABLE_CUDASIM=1: the simulator is too slow for the shared suite; "
-                "tests/test_cuda.py covers the CUDA backend on tiny cases")
-    return None
+        return False
+    return bool(config.ENABLE_CUDASIM)
+
+
+#: This is the CUDA simulator run: the shared suite runs on the "cuda" backend only.
+SIMULATOR = _simulator_on()
+#: Elements per second of the CUDA simulator here (/work/shared/reference/measured-here.md).
+SIM_RATE = "2,000-3,300 elements/s"
+
+
+def sim_too_large(elements) -> str:
+    """The skip reason of a shape the simulator cannot run within CI's time."""
+    return (f"{elements} elements are too large for the CUDA simulator ({SIM_RATE}); "
+            f"covered on the simulator by the shared suite's small shapes and tests/test_cuda.py, "
+            f"and by the main run's CPU backends and real GPUs at full size")
+
+
+def sim_shrink(full, small):
+    """``small`` in the CUDA simulator run, ``full`` otherwise (shapes, repeat counts)."""
+    return small if SIMULATOR else full
 
 
 def _backend_params():
     params = []
-    for name in _known_backend_names():
-        why = _unavailable_reason(name) or _simulated(name)
+    names = _known_backend_names()
+    if SIMULATOR:
+        # the main run covers the CPU backends; this run is the CUDA backend's
+        names = [name for name in names if name == "cuda"] or ["cuda"]
+    for name in names:
+        why = _unavailable_reason(name)
         marks = [pytest.mark.skip(reason=why)] if why else []
         params.append(pytest.param(name, id=name, marks=marks))
     return params
@@ -84,6 +108,36 @@ BACKEND_PARAMS = _backend_params()
 def backend(request) -> str:
     """A public backend name, to pass as ``backend=`` to the four losses."""
     return request.param
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_simulator_barriers():
+    """Simulator run: Python's thread switch interval down from 5 ms to 10 us. The simulator runs
+    a block's threads as Python threads and its block manager busy-polls them; at 5 ms a
+    ``syncthreads`` costs about 5 ms (the poller holds the GIL for a whole interval), which made
+    the kernels' barriers, not their arithmetic, about 15x the run time. Restored at the end."""
+    if not SIMULATOR:
+        yield
+        return
+    import sys
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+@pytest.fixture(autouse=True)
+def _small_cuda_launch(monkeypatch):
+    """Simulator run: launch tunables patched small (8 threads per block, 4 classes per thread,
+    at most 4 blocks), so tiny rows span several threads and blocks and the grid-stride loops
+    take several trips. tests/test_cuda.py patches its own values over these."""
+    if SIMULATOR:
+        from fastxent import _config
+        monkeypatch.setattr(_config, "CUDA_THREADS_PER_BLOCK", 8)
+        monkeypatch.setattr(_config, "CUDA_ELEMENTS_PER_THREAD", 4)
+        monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 4)
 
 
 def compiled_backend_params():
