@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 _num_threads: int | None = None
+_local = threading.local()        # per-thread override set by ``num_threads(n)``
 
 
 def _cores() -> int:
@@ -33,6 +35,16 @@ def _from_env() -> int | None:
     return value if value >= 1 else None
 
 
+def _checked(n_threads) -> int:
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) and not hasattr(
+            n_threads, "__index__"):
+        raise TypeError(f"n_threads must be a positive int, got {n_threads!r}")
+    value = int(n_threads.__index__())
+    if value < 1:
+        raise ValueError(f"n_threads must be >= 1, got {value}")
+    return value
+
+
 def set_num_threads(n_threads: int) -> None:
     """Use ``n_threads`` threads in the CPU kernels (Numba and Cython) from now on.
 
@@ -41,20 +53,35 @@ def set_num_threads(n_threads: int) -> None:
     if n_threads is None:
         _num_threads = None
         return
-    if isinstance(n_threads, bool) or not isinstance(n_threads, int) and not hasattr(
-            n_threads, "__index__"):
-        raise TypeError(f"n_threads must be a positive int, got {n_threads!r}")
-    value = int(n_threads.__index__())
-    if value < 1:
-        raise ValueError(f"n_threads must be >= 1, got {value}")
-    _num_threads = value
+    _num_threads = _checked(n_threads)
 
 
 def get_num_threads() -> int:
-    """The number of threads the CPU kernels use (see :func:`set_num_threads`)."""
+    """The number of threads the CPU kernels use in the calling thread: a ``num_threads(n)``
+    block of this thread, else :func:`set_num_threads`, else the default."""
+    local = getattr(_local, "n_threads", None)
+    if local is not None:
+        return local
     if _num_threads is not None:
         return _num_threads
     return _from_env() or _cores()
+
+
+@contextlib.contextmanager
+def num_threads(n_threads: int):
+    """Calls inside this block, in this Python thread only, run on ``n_threads`` threads::
+
+        with fastxent.num_threads(1):        # e.g. one kernel thread per data-loader worker
+            loss = fastxent.softmax_cross_entropy(logits, labels)
+
+    Other Python threads keep their own setting; blocks nest."""
+    value = _checked(n_threads)
+    previous = getattr(_local, "n_threads", None)
+    _local.n_threads = value
+    try:
+        yield
+    finally:
+        _local.n_threads = previous
 
 
 @contextlib.contextmanager

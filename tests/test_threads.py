@@ -110,3 +110,50 @@ def test_thread_count_per_call_is_controllable():
     both = _run(call)
     assert one[0] == both[0]
     np.testing.assert_array_equal(one[1], both[1])
+
+
+def test_num_threads_block_is_per_python_thread(monkeypatch):
+    """``with fastxent.num_threads(n)`` sets the kernel thread count of the calling Python
+    thread only, reaches the kernel (the count handed to the backend), and is undone after."""
+    seen = []
+    from fastxent import _dispatch
+
+    real_kernels = _dispatch.kernels
+
+    class Spy:
+        def __init__(self, module):
+            self.module = module
+
+        def run(self, job):
+            seen.append(job.extra.get("n_threads"))
+            return self.module.run(job)
+
+        def __getattr__(self, name):
+            return getattr(self.module, name)
+
+    monkeypatch.setattr(_dispatch, "kernels", lambda name: Spy(real_kernels(name)))
+    default = fastxent.get_num_threads()
+    call = _calls()[0]
+    results = {}
+
+    def other():
+        results["other"] = fastxent.get_num_threads()
+
+    with fastxent.num_threads(1):
+        assert fastxent.get_num_threads() == 1
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        one = _run(call)
+        with fastxent.num_threads(2):
+            assert fastxent.get_num_threads() == 2
+        assert fastxent.get_num_threads() == 1
+    assert results["other"] == default
+    assert fastxent.get_num_threads() == default
+    both = _run(call)
+    assert seen and seen[0] == 1 and seen[-1] == default
+    assert one[0] == both[0]
+    np.testing.assert_array_equal(one[1], both[1])
+    with pytest.raises(ValueError, match="n_threads"):
+        with fastxent.num_threads(0):
+            pass
