@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 VENV_STAMP := $(VENV)/.fastxent-venv.stamp
 INSTALL_STAMP := $(VENV)/.fastxent-install.stamp
 BENCH_STAMP := $(VENV)/.fastxent-bench.stamp
-BUILD_INPUTS := pyproject.toml setup.py $(shell find fastxent -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
+BUILD_INPUTS := pyproject.toml setup.py $(shell find fastxent -name '*.pyx' -o -name '*.pxd' -o -name '*.h' 2>/dev/null)
 
 .PHONY: venv install demo test bench asv clean distclean
 
