@@ -14,8 +14,11 @@ one definition, compiled as a device function. The primitives get per-dtype impl
 * ``fence(x)``: ``x`` (kernels are compiled without fast-math, so nothing reassociates).
 
 Under the simulator (``NUMBA_ENABLE_CUDASIM=1``) kernels run as Python: they call ``_math`` as
-is, and nothing is registered. The simulator has no warp shuffles: ``xor_shuffle`` emulates
-``shfl_xor_sync`` there with a shared scratch array, so the same butterfly reductions run.
+is, and nothing is registered. The simulator has no warp shuffles: ``xor_shuffle5`` emulates
+``shfl_xor_sync`` there with a shared scratch array, so the same butterfly reductions run. It
+moves the five values of a reduction step at once, through one of two scratch halves chosen by
+the step's parity (consecutive steps never share a half, so a step needs one barrier, not two):
+the simulator runs each thread as a Python thread, and its barriers are most of its run time.
 """
 import math
 
@@ -29,11 +32,12 @@ SIMULATOR = bool(config.ENABLE_CUDASIM)
 #: Every lane of a warp takes part in each shuffle: blocks are whole warps on a GPU.
 FULL_MASK = 0xFFFFFFFF
 WARP = 32
-#: Shared scratch of the emulated shuffle (simulator: one slot per thread; GPU: unused).
-SCRATCH = 1024 if SIMULATOR else 1
 #: Reduced values per group reduction (m, s1 and three sums) and warps per block (<= 1024 threads).
 SLOTS = 5
 MAX_WARPS = 32
+#: Shared scratch of the emulated shuffle (simulator: two halves of SLOTS slots per thread of a
+#: block of at most 1024; GPU: unused).
+SCRATCH = 2 * SLOTS * 1024 if SIMULATOR else 1
 
 _PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "log", "log1p_unit",
                "neg_expm1", "exp2i", "split_exponent"}
@@ -92,16 +96,36 @@ def device(fn):
 
 if SIMULATOR:
     @device
-    def xor_shuffle(value, offset, scratch):
-        """``shfl_xor_sync`` emulated: every thread of the block calls it (uniform control
-        flow, as the reductions guarantee) and reads the value of thread ``tid ^ offset``."""
+    def xor_shuffle5(m, s1, a, b, c, offset, scratch):
+        """``shfl_xor_sync`` of five values emulated: every thread of the block calls it
+        (uniform control flow, as the reductions guarantee) and reads the values of thread
+        ``tid ^ offset``. The butterfly's offsets halve at each step, so the parity of
+        log2(offset) alternates and a step never overwrites the half whose values a slower
+        thread may still be reading (the step before it); the step's one barrier separates the
+        writes from the reads. Callers end a reduction with ``syncthreads`` before the next."""
         tid = cuda.threadIdx.x
+        width = cuda.blockDim.x
+        half = 0
+        o = offset
+        while o > 1:
+            o //= 2
+            half ^= 1
+        base = half * SLOTS * width
+        scratch[base + tid] = m
+        scratch[base + width + tid] = s1
+        scratch[base + 2 * width + tid] = a
+        scratch[base + 3 * width + tid] = b
+        scratch[base + 4 * width + tid] = c
         cuda.syncthreads()
-        scratch[tid] = value
-        cuda.syncthreads()
-        return scratch[tid ^ offset]
+        other = base + (tid ^ offset)
+        return (scratch[other], scratch[other + width], scratch[other + 2 * width],
+                scratch[other + 3 * width], scratch[other + 4 * width])
 else:
     @device
-    def xor_shuffle(value, offset, scratch):
-        """The value of lane ``lane ^ offset`` of this warp."""
-        return cuda.shfl_xor_sync(FULL_MASK, value, offset)
+    def xor_shuffle5(m, s1, a, b, c, offset, scratch):
+        """The five values of lane ``lane ^ offset`` of this warp."""
+        return (cuda.shfl_xor_sync(FULL_MASK, m, offset),
+                cuda.shfl_xor_sync(FULL_MASK, s1, offset),
+                cuda.shfl_xor_sync(FULL_MASK, a, offset),
+                cuda.shfl_xor_sync(FULL_MASK, b, offset),
+                cuda.shfl_xor_sync(FULL_MASK, c, offset))

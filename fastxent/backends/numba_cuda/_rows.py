@@ -9,7 +9,7 @@ addresses (coalesced), and a thread reads and writes only its own classes, so th
 the gradient buffer. Every thread of a block runs the same number of loop trips and reductions
 (rows past the end are empty), which keeps ``syncthreads`` and full-warp shuffles legal.
 
-Reductions: a butterfly of ``xor_shuffle`` inside the warp (every lane ends with the same bits:
+Reductions: a butterfly of ``xor_shuffle5`` (``shfl_xor_sync``) inside the warp (every lane ends with the same bits:
 floating-point addition is commutative), then, for groups wider than a warp, one value per warp
 through shared memory, combined by every thread in warp order. No atomics: the same input gives
 the same bits, run after run.
@@ -19,7 +19,7 @@ import math
 from numba import cuda, float64
 
 from ... import _math
-from ._primitives import MAX_WARPS, SCRATCH, SLOTS, WARP, device, xor_shuffle
+from ._primitives import MAX_WARPS, SCRATCH, SLOTS, WARP, device, xor_shuffle5
 
 NEG_INF = -math.inf
 
@@ -45,12 +45,11 @@ def group_reduce(m, s1, a, b, c, group_threads, shared, scratch):
     width = group_threads if group_threads < WARP else WARP
     offset = width // 2
     while offset > 0:
-        m_o = xor_shuffle(m, offset, scratch)
-        s_o = xor_shuffle(s1, offset, scratch)
+        m_o, s_o, a_o, b_o, c_o = xor_shuffle5(m, s1, a, b, c, offset, scratch)
         m, s1 = combine_stats(m, s1, m_o, s_o)
-        a += xor_shuffle(a, offset, scratch)
-        b += xor_shuffle(b, offset, scratch)
-        c += xor_shuffle(c, offset, scratch)
+        a += a_o
+        b += b_o
+        c += c_o
         offset //= 2
     if group_threads > WARP:
         tid = cuda.threadIdx.x
