@@ -79,7 +79,7 @@ def run(name: str, job):
     job.extra["n_threads"] = n_threads
     module = kernels(name)
     if name == "numba":
-        with _threads.numba_threads(n_threads):
+        with _threads.numba_layer_guard(), _threads.numba_threads(n_threads):
             return module.run(job)
     return module.run(job)
 

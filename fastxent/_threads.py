@@ -101,3 +101,20 @@ def numba_threads(n_threads: int):
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+_serial_layer_lock = threading.Lock()
+
+
+def numba_layer_guard():
+    """A lock for Numba kernels when Numba's threading layer cannot take concurrent launches
+    (``workqueue``: it aborts the process when two Python threads launch parallel kernels at
+    once); a no-op context for ``omp`` and ``tbb``. Before the first parallel launch the layer is
+    not chosen yet, so that first launch is serialised too."""
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:                        # no parallel kernel has run yet
+        return _serial_layer_lock
+    return _serial_layer_lock if layer == "workqueue" else contextlib.nullcontext()

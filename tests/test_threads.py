@@ -157,3 +157,46 @@ def test_num_threads_block_is_per_python_thread(monkeypatch):
     with pytest.raises(ValueError, match="n_threads"):
         with fastxent.num_threads(0):
             pass
+
+
+def test_workqueue_layer_is_serialised():
+    """Numba's workqueue layer aborts on concurrent launches: fastxent takes a lock for it (and
+    for the first launch, before the layer is known), and none for omp/tbb."""
+    pytest.importorskip("numba")
+    import contextlib
+    from unittest import mock
+    from fastxent import _threads
+    with mock.patch("numba.threading_layer", return_value="workqueue"):
+        assert _threads.numba_layer_guard() is _threads._serial_layer_lock
+    with mock.patch("numba.threading_layer", side_effect=ValueError("not initialised")):
+        assert _threads.numba_layer_guard() is _threads._serial_layer_lock
+    with mock.patch("numba.threading_layer", return_value="omp"):
+        assert isinstance(_threads.numba_layer_guard(), contextlib.nullcontext)
+
+
+def test_threads_on_the_workqueue_layer():
+    """8 Python threads calling the Numba backend at once under NUMBA_THREADING_LAYER=workqueue
+    finish with the single-thread results (without the lock the process aborts)."""
+    import subprocess
+    import sys
+    if "numba" not in fastxent.available_backends():
+        pytest.skip("the Numba backend is not available")
+    script = (
+        "import threading, numpy as np, fastxent\n"
+        "x = np.random.default_rng(0).standard_normal((64, 257)).astype(np.float32)\n"
+        "t = np.arange(64) % 257\n"
+        "want = fastxent.softmax_cross_entropy(x, t, return_grad=True)\n"
+        "bad = []\n"
+        "def work():\n"
+        "    for _ in range(25):\n"
+        "        got = fastxent.softmax_cross_entropy(x, t, return_grad=True)\n"
+        "        if got[0] != want[0] or not np.array_equal(got[1], want[1]): bad.append(1)\n"
+        "ts = [threading.Thread(target=work) for _ in range(8)]\n"
+        "[th.start() for th in ts]; [th.join() for th in ts]\n"
+        "import numba; assert numba.threading_layer() == 'workqueue', numba.threading_layer()\n"
+        "print('ok', len(bad))\n")
+    env = dict(__import__("os").environ, NUMBA_THREADING_LAYER="workqueue")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ok", "0"], out.stdout
