@@ -546,7 +546,8 @@ def format_tables(measurements, copies, sweep=None):
         text += [title, *_table(header, lines), ""]
     if sweep:
         text.append("stream copy (np.copyto, read + write): " + "; ".join(
-            f"{column} = {c[column]:.3g}: {c['gbps']:.1f} GB/s" for c in copies))
+            f"{column} = {c[column]:.3g}: {c['gbps']:.1f} GB/s" if column == "positives"
+            else f"{column} = {c[column]}: {c['gbps']:.1f} GB/s" for c in copies))
     return "\n".join(text).rstrip()
 
 
