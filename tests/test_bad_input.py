@@ -3,8 +3,9 @@ the argument, before any kernel runs, and leaves the caller's arrays untouched.
 
 Each rejection goes through :func:`rejects`, which
 
-* replaces the kernels' entry point (``backends.numba_cpu.kernels.run``) and the NumPy reference
-  functions (the ``"numpy"`` backend) by sentinels that raise ``KernelRan``: a missing check lets a
+* replaces the kernels' entry points (``backends.numba_cpu.kernels.run``, and
+  ``backends.numba_cuda.kernels.run`` where the CUDA backend is available, e.g. under the
+  simulator) and the NumPy reference functions (the ``"numpy"`` backend) by sentinels that raise ``KernelRan``: a missing check lets a
   kernel run and the test fails with ``KernelRan`` instead of the expected error;
 * checks the exception type and ``match=`` on the argument's name;
 * compares every array handed in (logits, targets, weights, grad_out, the arrays inside
@@ -95,6 +96,9 @@ def no_kernel(monkeypatch):
     if "numba" in BACKENDS:
         from fastxent.backends.numba_cpu import kernels
         monkeypatch.setattr(kernels, "run", sentinel("numba kernels.run"))
+    if "cuda" in BACKENDS:
+        from fastxent.backends.numba_cuda import kernels as cuda_kernels
+        monkeypatch.setattr(cuda_kernels, "run", sentinel("cuda kernels.run"))
     for fname in FUNCS:
         monkeypatch.setattr(_reference, fname, sentinel(f"reference.{fname}"))
     return reached
