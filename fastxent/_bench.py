@@ -106,7 +106,7 @@ class Measurement:
     @property
     def spread(self):
         """Half the range of the runs relative to the median."""
-        return (max(self.times) - min(self.times)) / 2 / self.median_s
+        return (max(self.times) - min(self.times)) / 2 / max(self.median_s, 1e-12)
 
     @property
     def gbps(self):
@@ -314,6 +314,10 @@ def implementations(fx, device, backends=None, peers=True):
                     else f"unknown backend; known: {', '.join(_dispatch._DESCRIPTIONS)}"
                 raise SystemExit(f"--backend {name}: not available ({why})")
         names = [name for name in dict.fromkeys(backends) if name != "numpy"]
+        wrong = [name for name in names if (name == "cuda") != (device == "cuda")]
+        if wrong:
+            raise SystemExit(f"--backend {wrong[0]} does not run on --device {device}"
+                             + (" (use --device cuda)" if wrong[0] == "cuda" else ""))
     if not names and not peers:
         raise SystemExit("nothing to time: no fastxent backend (the NumPy reference is timed "
                          "as the peer 'numpy-reference') and --no-peers")

@@ -151,6 +151,11 @@ def test_cuda_device_fails_clearly_without_a_gpu():
 def test_unknown_backend_and_oversized_batch_are_refused():
     with pytest.raises(SystemExit, match="--backend nope"):
         cli.main(["bench", "--backend", "nope", *TINY])
+    import fastxent
+
+    if "cuda" in fastxent.available_backends():
+        with pytest.raises(SystemExit, match="use --device cuda"):
+            cli.main(["bench", "--backend", "cuda", *TINY])
     point = _bench.Point(1 << 20, 1 << 20, 5.0, "float32", 1)
     with pytest.raises(SystemExit, match="lower --rows or --classes"):
         _bench.check_memory(point, cli.FAMILIES, True)
