@@ -8,10 +8,13 @@
   fixture yields "cuda" only: the main run already covers the CPU backends, and the simulated
   CUDA backend takes host inputs (copied to the simulated device and back), so the shared tests
   run unchanged on it. ``SIMULATOR`` says whether this is that run; ``sim_shrink`` /
-  ``SIM_TOO_LARGE`` let a test use a smaller shape (or skip) there, saying why.
+  ``sim_too_large`` let a test use a smaller shape (or skip) there, saying why.
+* the simulator run collects only the tests that exercise the CUDA backend (``backend`` =
+  "cuda", tests/test_cuda.py): ``NUMBA_ENABLE_CUDASIM=1 pytest tests/`` is the CUDA backend's CI
+  run; everything else does not depend on the simulator and runs in the main run.
 * ``_small_cuda_launch`` (autouse, simulator only): 8 threads per block, 4 classes per thread,
   at most 4 blocks, so the tests' tiny rows span several threads, several rows share a block,
-  and the grid-stride loops take several trips.
+  and the grid-stride loops take several trips. ``_fast_simulator_barriers``: see there.
 * ``assert_loss_close`` / ``assert_grad_close``: the tolerances of the contract (docs/losses.md)
   against the float64 reference ``fastxent.reference``.
 * the ``slow`` marker (registered here only if setup.cfg does not already register it).
@@ -221,6 +224,34 @@ def assert_grad_close(actual, expected, dtype) -> None:
 # ============================================================================================
 # markers
 # ============================================================================================
+
+def _runs_cuda(item) -> bool:
+    """The item exercises the CUDA backend: a test of tests/test_cuda.py (marked ``cuda``) or a
+    test parametrised with ``backend="cuda"`` (the ``backend`` fixture, the size tests)."""
+    callspec = getattr(item, "callspec", None)
+    return (item.get_closest_marker("cuda") is not None
+            or (callspec is not None and callspec.params.get("backend") == "cuda"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """CUDA simulator run: only the tests that exercise the CUDA backend. The others (the CPU
+    backends, the reference, the frameworks, packaging, ...) do not depend on the simulator and
+    ran in the main run; repeating them here would multiply CI's time for nothing."""
+    if not SIMULATOR:
+        return
+    keep = [item for item in items if _runs_cuda(item)]
+    dropped = [item for item in items if not _runs_cuda(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_report_header(config):
+    if SIMULATOR:
+        return ("NUMBA_ENABLE_CUDASIM=1: the CUDA simulator run; only the tests that exercise "
+                "the CUDA backend are selected (backend = 'cuda', tests/test_cuda.py)")
+    return None
+
 
 def pytest_configure(config):
     registered = " ".join(config.getini("markers"))
