@@ -15,8 +15,8 @@ Coverage (docs/losses.md is the contract):
 No timing assertions. Shapes are small (N <= 9, C <= 40) except the block tests (C = 2049, 5000).
 
 Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, where ``backend`` is "cuda" only) every test
-runs unchanged except two, shrunk to what the simulator runs in CI's time: the block tests use
-C = 37 and 70, and the Hypothesis properties draw 10 examples per family instead of 50.
+runs unchanged except the block tests, shrunk to what the simulator runs in CI's time: C = 37
+and 70 (see there).
 """
 from __future__ import annotations
 
@@ -855,9 +855,7 @@ def property_cases(draw, family):
     return logits, targets, kwargs, rng.permutation(n)
 
 
-# CUDA simulator run: 10 examples per family instead of 50 (each example is two launches of up
-# to 120 elements, about 0.2 s simulated; the main run draws all 50 on the CPU backends).
-PROPERTY_SETTINGS = settings(max_examples=sim_shrink(50, 10), deadline=None, derandomize=True,
+PROPERTY_SETTINGS = settings(max_examples=50, deadline=None, derandomize=True,
                              suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                     HealthCheck.too_slow])
 
