@@ -15,7 +15,7 @@ primitive              meaning (float64: exactly this)  float32 in the Numba CPU
 ``exp_nonpos(x)``      ``math.exp`` for x <= 0          ``exp_nonpos_poly``: max relative error 4e-7
 ``log(x)``             ``math.log``                     ``log_poly``: max absolute error 3e-7 for
                                                         x in [0.5, 2], relative 2e-7 elsewhere
-``log1p_unit(e)``      ``math.log1p`` on [0, 1]         ``log1p_series``: max relative error 2e-7
+``log1p_unit(e)``      ``math.log1p`` on [0, 1]         ``log1p_series``: max relative error 2.3e-7
 ``neg_expm1(t)``       ``-math.expm1(-t)``, t >= 0      ``neg_expm1_poly``: max relative error 4e-7
 ``fence(x)``           ``x``                            ``llvm.arithmetic.fence``
 ``rint(t)``            a nearest integer, as a float    int32 round trip
