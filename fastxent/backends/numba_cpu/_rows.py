@@ -85,6 +85,51 @@ def row_stats(xr):
     return m, s1
 
 
+#: Rows of at most this many bytes stay in a core's L2 cache (1 MiB here) between passes, so the
+#: softmax gradient can take three passes (max; exp stored into the gradient; rescale) with one
+#: exp per element instead of the online form's two (see ``sum_exp_store``).
+CACHED_ROW_BYTES = 256 * 1024
+
+
+@_jit
+def row_max(xr):
+    """``max x`` of a whole row (vectorised; NaN skipped, as in ``block_max``)."""
+    return block_max(xr)
+
+
+@_jit
+def sum_exp_store(xr, gr, m):
+    """``s1 = sum exp(x - m) - 1`` (float64, the max's own 1 kept out of the float32 block sums,
+    as in ``row_stats``) for a row whose maximum ``m`` is known, storing ``gr[j] = exp(x_j - m)``
+    (gr may alias xr: each x_j is read before its slot is written)."""
+    n = xr.size
+    one = _math.cast_like(m, 1.0)
+    zero = _math.cast_like(m, 0.0)
+    s1 = -1.0
+    for b0 in range(0, n, BLOCK):
+        b1 = min(b0 + BLOCK, n)
+        xb = xr[b0:b1]
+        gb = gr[b0:b1]
+        acc = zero
+        ties = zero
+        for j in range(xb.size):
+            v = xb[j]
+            e = _math.exp_nonpos(v - m)
+            gb[j] = e
+            tie = v == m
+            acc += e - one if tie else e
+            ties += one if tie else zero
+        s1 = _math.fence(s1 + float(ties)) + float(acc)
+    return s1
+
+
+@_jit
+def scale_row(gr, a):
+    """``gr[j] *= a``: the softmax gradient from stored ``exp(x_j - m)`` (label smoothing 0)."""
+    for j in range(gr.size):
+        gr[j] = a * gr[j]
+
+
 @_jit
 def row_sum_gap(xr, m, class_weight, has_cw):
     """``sum_c w_c (m - x_c)`` in float64 (every term >= 0: no cancellation)."""

@@ -21,7 +21,8 @@ from numba import njit, prange
 
 from ... import _math
 from ._primitives import JIT_OPTIONS
-from ._rows import argmax_of, row_stats, row_sum_gap, write_softmax_grad
+from ._rows import (CACHED_ROW_BYTES, argmax_of, row_max, row_stats, row_sum_gap, scale_row,
+                    sum_exp_store, write_softmax_grad)
 
 
 @njit(**JIT_OPTIONS)
@@ -42,6 +43,9 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
         if want_grad:
             gr[:] = 0.0
         return 0.0
+    if want_grad and eps == 0.0 and n_classes * xr.itemsize <= CACHED_ROW_BYTES:
+        return cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw,
+                                 options, mass_pos, pos_buf)
     # 1. row statistics
     m, s1 = row_stats(xr)
     s = 1.0 + s1
@@ -81,6 +85,47 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
         write_softmax_grad(xr, gr, m, a, b, class_weight, has_cw)
         for k in range(cols.size):
             gr[cols[k]] = _math.cast_like(m, pos_buf[k])
+    return loss
+
+
+@njit(**JIT_OPTIONS)
+def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, options,
+                      mass_pos, pos_buf):
+    """``sparse_row`` with a gradient, no label smoothing, and a row that stays in L2: the max
+    first, then ``exp(x - m)`` summed and stored in the gradient, then rescaled in place (one
+    exp per element; the same loss and gradient formulas). ``pos_buf`` holds ``m - x_c`` of the
+    positives (read before the row is overwritten: logits may alias grad), then their gradients."""
+    eps, z_loss, grad_scale, cw_sum = options
+    # 1. row statistics: the max, then the sum of exp stored into gr
+    m = row_max(xr)
+    for k in range(cols.size):
+        pos_buf[k] = _math.fence(float(m) - float(xr[cols[k]]))
+    s1 = sum_exp_store(xr, gr, m)
+    s = 1.0 + s1
+    log_s = math.log1p(s1)
+    lse = float(m) + log_s
+    # 2. loss
+    wy_sum = 0.0
+    wy_gap = 0.0
+    for k in range(cols.size):
+        wy = (vals[k] if has_values else 1.0) / mass_pos
+        if has_cw:
+            wy *= class_weight[cols[k]]
+        wy_sum += wy
+        wy_gap += wy * pos_buf[k]
+    loss = sw * (wy_gap + wy_sum * log_s + z_loss * lse * lse)
+    # 3. gradient: rescale the stored exp, then the positives' exact values
+    scale = sw * grad_scale
+    for k in range(cols.size):
+        c = cols[k]
+        wy = (vals[k] if has_values else 1.0) / mass_pos           # as in phase 2, bit for bit
+        if has_cw:
+            wy *= class_weight[c]
+        pos_buf[k] = scale * exact_grad(pos_buf[k] + log_s, wy_sum - wy + 2.0 * z_loss * lse,
+                                        wy)
+    scale_row(gr, _math.cast_like(m, scale * (wy_sum + 2.0 * z_loss * lse) / s))
+    for k in range(cols.size):
+        gr[cols[k]] = _math.cast_like(m, pos_buf[k])
     return loss
 
 
