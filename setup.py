@@ -19,11 +19,24 @@ Compiler flags (gcc/clang; each is tried on the compiler first and dropped if re
   gcc 12: it breaks the Cody-Waite range reduction of the vectorised float32 exp, relative error
   3.6e-6, even with ``__builtin_assoc_barrier``); ``FASTXENT_ASSOCIATIVE_MATH=1`` turns it on
   for experiments (only when the compiler has an arithmetic fence).
+* ``-fno-tree-sink -fno-thread-jumps`` (gcc): without them gcc 12 sinks the exp polynomial into
+  the ``x >= lo`` branch of its final select (and threads jumps across the selects), leaving
+  control flow that if-conversion cannot remove: no element loop calling ``exp_poly`` vectorised
+  ("control flow in loop"). Measured with ``-fopt-info-vec``.
 * ``-fopenmp`` (compile and link): ``prange`` over rows. If the compiler has no OpenMP the
   extension is built serial (``fastxent info`` says so).
+
+CPU variants (x86-64 with gcc/clang): each kernel module (every ``.pyx`` but ``_support``) is also
+compiled from the same generated C with ``-march=x86-64-v3`` (AVX2, FMA) and ``-march=x86-64-v4``
+(AVX-512) into ``fastxent/backends/cython/_x86_64_v3/`` and ``_x86_64_v4/``. The baseline modules
+run everywhere; ``kernels.py`` imports a variant only when ``_support.cpu_level()`` (the running
+CPU and OS, through ``__builtin_cpu_supports``) says it can run, so no binary ever executes an
+instruction the CPU lacks. A variant whose flags the compiler refuses is skipped. Set
+``FASTXENT_NO_CPU_VARIANTS=1`` to build the baseline only.
 """
 
 import os
+import platform
 import sys
 import tempfile
 import textwrap
@@ -44,6 +57,11 @@ _FENCE_PROBE = textwrap.dedent("""
     #endif
     double f(double x, double y) { return FENCE(x - y) + y; }
     """)
+#: CPU variant package -> extra compiler flags (x86-64 only; see the module docstring)
+_CPU_VARIANTS = {
+    "_x86_64_v4": ["-march=x86-64-v4", "-mtune=generic", "-mprefer-vector-width=512"],
+    "_x86_64_v3": ["-march=x86-64-v3", "-mtune=generic"],
+}
 _OPENMP_PROBE = textwrap.dedent("""
     #include <omp.h>
     int f(void) { return omp_get_max_threads(); }
@@ -84,7 +102,8 @@ class OptionalBuildExt(build_ext):
             compile_args, link_args = ["/O2", "/fp:precise"], []
         else:
             compile_args, link_args = ["-O3"], []
-            for flag in ("-fno-math-errno", "-ffp-contract=fast", "-fno-trapping-math"):
+            for flag in ("-fno-math-errno", "-ffp-contract=fast", "-fno-trapping-math",
+                         "-fno-tree-sink", "-fno-thread-jumps"):
                 if _compiles(compiler, "int f(void) { return 0; }\n", [flag]):
                     compile_args.append(flag)
             # Not -fassociative-math (nor -funsafe-math-optimizations, which implies it): gcc 12
@@ -103,9 +122,17 @@ class OptionalBuildExt(build_ext):
         else:
             warnings.warn("fastxent: the C compiler has no OpenMP; the Cython backend is built "
                           "serial (one thread)")
+        kept = []
         for ext in self.extensions:
+            variant_flags = getattr(ext, "fastxent_variant_flags", None)
+            if variant_flags is not None:
+                if ctype == "msvc" or not _compiles(compiler, "int f(void) { return 0; }\n",
+                                                    variant_flags):
+                    continue              # the baseline module serves this CPU family
             ext.extra_compile_args = compile_args + list(ext.extra_compile_args)
             ext.extra_link_args = link_args + list(ext.extra_link_args)
+            kept.append(ext)
+        self.extensions[:] = kept
         super().build_extensions()
 
     def run(self):
@@ -140,11 +167,30 @@ def _extensions():
     directives = {"language_level": "3", "boundscheck": False, "wraparound": False,
                   "cdivision": True, "initializedcheck": False}
     try:
-        return cythonize(extensions, compiler_directives=directives, quiet=True)
+        built = cythonize(extensions, compiler_directives=directives, quiet=True)
     except Exception as exc:  # a Cython error must not break the pure-Python installation
         warnings.warn(f"fastxent: cythonize failed ({exc}); installing without the Cython "
                       "backend")
         return []
+    return built + _cpu_variants(built)
+
+
+def _cpu_variants(built):
+    """The kernel modules again, from the same generated C, per ``_CPU_VARIANTS`` (x86-64)."""
+    if os.environ.get("FASTXENT_NO_CPU_VARIANTS") or platform.machine().lower() not in (
+            "x86_64", "amd64"):
+        return []
+    variants = []
+    for ext in built:
+        package, _, leaf = ext.name.rpartition(".")
+        if not package.endswith("backends.cython") or leaf.startswith("_"):
+            continue
+        for variant, flags in _CPU_VARIANTS.items():
+            clone = Extension(f"{package}.{variant}.{leaf}", list(ext.sources),
+                              include_dirs=list(ext.include_dirs), extra_compile_args=list(flags))
+            clone.fastxent_variant_flags = flags
+            variants.append(clone)
+    return variants
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -41,6 +41,32 @@ static inline int32_t fxt_bits_from_f32(float x) {
 #  define FXT_HAVE_FENCE 1
 #endif
 
+/* fxt_cpu_level(): the x86-64 micro-architecture level the running CPU and OS support
+ * (4: x86-64-v4 / AVX-512, 3: x86-64-v3 / AVX2 + FMA, 1: baseline; 0: not x86-64 or unknown).
+ * __builtin_cpu_supports checks the OS state too (XCR0 through xgetbv). kernels.py imports the
+ * matching variant build of the kernels (setup.py), never one the CPU cannot run. */
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+static inline int fxt_cpu_level(void) {
+    __builtin_cpu_init();
+#  if !defined(__clang__) && __GNUC__ >= 12
+    if (__builtin_cpu_supports("x86-64-v4")) return 4;
+    if (__builtin_cpu_supports("x86-64-v3")) return 3;
+    return 1;
+#  else
+    int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+             && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2")
+             && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("movbe")
+             && __builtin_cpu_supports("abm");
+    int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+             && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")
+             && __builtin_cpu_supports("avx512cd");
+    return v4 ? 4 : (v3 ? 3 : 1);
+#  endif
+}
+#else
+static inline int fxt_cpu_level(void) { return 0; }
+#endif
+
 #ifdef _OPENMP
 #  define FXT_HAVE_OPENMP 1
 #else

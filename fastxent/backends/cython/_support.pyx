@@ -3,6 +3,7 @@
 
 * ``openmp_enabled()`` / ``openmp_max_threads()``: whether the extension was compiled with OpenMP
   (``fastxent info`` reports it);
+* ``cpu_level()``: the x86-64 level of the running CPU (which CPU variant ``kernels`` imports);
 * ``apply(name, *arrays_and_scalars)``: evaluates the ``_scalar.pxd`` function ``name`` elementwise
   on float32 or float64 arrays, so ``tests/test_cython.py`` can hold it to ``fastxent._math`` and
   to the Numba build of the same function.
@@ -24,6 +25,9 @@ cdef extern from *:
     """
     int fxt_omp_max_threads() nogil
 
+cdef extern from "_fxt_support.h":
+    int fxt_cpu_level()
+
 
 def openmp_enabled():
     """Whether the Cython kernels were compiled with OpenMP (else they run on one thread)."""
@@ -32,6 +36,12 @@ def openmp_enabled():
 
 def openmp_max_threads():
     return fxt_omp_max_threads()
+
+
+def cpu_level():
+    """The x86-64 level this CPU and OS run: 4 (x86-64-v4, AVX-512), 3 (x86-64-v3, AVX2 + FMA),
+    1 (baseline x86-64), 0 (another architecture, or unknown)."""
+    return fxt_cpu_level()
 
 
 def arithmetic_fence():

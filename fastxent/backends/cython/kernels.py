@@ -5,21 +5,54 @@ Same semantics as ``backends/numba_cpu/kernels.py::run``. The thread count is an
 kernel: ``job.extra["n_threads"]`` when the dispatcher set it, else ``fastxent.get_num_threads()``.
 Dense targets of float32/float64 are read as they are; other dtypes (bool, integers, float16,
 all exact in the logits' dtype since they hold values in [0, 1]) are converted once.
+
+CPU variants: on x86-64, setup.py also builds the kernel modules with ``-march=x86-64-v4``
+(AVX-512) and ``-march=x86-64-v3`` (AVX2 + FMA). The best one the running CPU supports
+(``_support.cpu_level()``) is imported, else the baseline build. ``FASTXENT_CYTHON_ISA``
+(``baseline``, ``x86-64-v3``, ``x86-64-v4``) caps the choice (it never picks a variant the CPU
+cannot run). :data:`ISA` names the build in use.
 """
+import importlib
+import os
+
 import numpy as np
 
 from ... import _threads
 
+_VARIANTS = (("x86-64-v4", 4, "._x86_64_v4"), ("x86-64-v3", 3, "._x86_64_v3"))
+
+
+def _kernel_modules():
+    """(ISA name, sigmoid, softmax_focal, softmax_xent modules) of the best usable build."""
+    from ._support import cpu_level
+    cap = os.environ.get("FASTXENT_CYTHON_ISA", "").strip().lower()
+    level = min(cpu_level(), {"baseline": 1, "x86-64-v3": 3}.get(cap, 4))
+    for name, need, package in _VARIANTS:
+        if level < need:
+            continue
+        try:
+            return (name,) + tuple(importlib.import_module(f"{package}.{leaf}", __package__)
+                                   for leaf in ("sigmoid", "softmax_focal", "softmax_xent"))
+        except ImportError:      # this variant was not built: try the next one
+            continue
+    from . import sigmoid, softmax_focal, softmax_xent
+    return ("baseline", sigmoid, softmax_focal, softmax_xent)
+
+
 try:
-    from .sigmoid import sigmoid_dense, sigmoid_sparse
-    from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
-    from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
     from ._support import openmp_enabled
+    ISA, _sigmoid, _softmax_focal, _softmax_xent = _kernel_modules()
 except ImportError as exc:  # the extension modules were not built
     raise ImportError(
         f"the Cython extension modules are not built ({exc}); reinstall fastxent with a C "
         "compiler and Cython (`pip install -e .`), or build them in place with "
         "`python setup.py build_ext --inplace`") from exc
+
+sigmoid_dense, sigmoid_sparse = _sigmoid.sigmoid_dense, _sigmoid.sigmoid_sparse
+softmax_focal_dense = _softmax_focal.softmax_focal_dense
+softmax_focal_sparse = _softmax_focal.softmax_focal_sparse
+softmax_xent_dense = _softmax_xent.softmax_xent_dense
+softmax_xent_sparse = _softmax_xent.softmax_xent_sparse
 
 _EMPTY_F64 = np.empty(0, dtype=np.float64)
 

@@ -1,0 +1,2 @@
+"""The Cython kernel modules compiled with -march=x86-64-v4 (see setup.py); imported by
+``..kernels`` only on CPUs that support it."""
