@@ -37,6 +37,7 @@ instruction the CPU lacks. A variant whose flags the compiler refuses is skipped
 
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -143,6 +144,18 @@ class OptionalBuildExt(build_ext):
                           "installing without it (Numba and NumPy backends only)")
 
     def build_extension(self, ext):
+        if getattr(ext, "fastxent_variant_flags", None) is not None:
+            # the variant compiles the baseline's generated C: copy it under its own name, so its
+            # object file never shares a path with the baseline's (parallel builds, -j)
+            variant_dir = os.path.join(self.build_temp, "fastxent_cpu_variants",
+                                       *ext.name.split(".")[:-1])
+            os.makedirs(variant_dir, exist_ok=True)
+            copies = []
+            for source in ext.sources:
+                target = os.path.join(variant_dir, os.path.basename(source))
+                shutil.copyfile(source, target)
+                copies.append(target)
+            ext.sources = copies
         try:
             super().build_extension(ext)
         except Exception as exc:

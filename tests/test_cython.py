@@ -91,8 +91,8 @@ def _numba(name, *arrays, dtype):
         from fastxent.backends.numba_cpu import _primitives  # noqa: F401 (registers _math)
     except ImportError:
         return None
-    n_out = {"softplus_pair": 4, "bce_term": 2, "focal_term": 2,
-             "softmax_focal_term": 2}.get(name, 1)
+    n_out = {"softplus_pair": 4, "bce_term": 2, "bce_negative_term": 2,
+             "focal_negative_term": 2, "focal_term": 2, "softmax_focal_term": 2}.get(name, 1)
     key = (name, len(arrays))
     if key not in _NUMBA_CACHE:
         n_args = len(arrays)
@@ -159,6 +159,11 @@ def _formula_cases(name):
     if name == "bce_term":
         x, y = np.meshgrid(xs, [0.0, 0.05, 0.5, 0.95, 1.0])
         return [x.ravel(), y.ravel(), np.full(x.size, 2.5)]
+    if name == "bce_negative_term":
+        return [xs]
+    if name == "focal_negative_term":
+        x, g, a = np.meshgrid(xs, [0.0, 1.0, 2.0, 4.0], [0.25, -1.0])
+        return [x.ravel(), g.ravel(), a.ravel()]
     if name == "focal_pow":
         q, g = np.meshgrid(np.concatenate([[0.0, 1e-30, 1e-6], _grid(0.0, 1.0, 41)]),
                            [0.0, 0.5, 1.0, 1.5, 2.0, 4.0])
@@ -179,7 +184,8 @@ def _formula_cases(name):
     raise KeyError(name)
 
 
-FORMULAS = ["softplus_pair", "bce_term", "focal_pow", "focal_term", "softmax_focal_term"]
+FORMULAS = ["softplus_pair", "bce_term", "bce_negative_term", "focal_negative_term", "focal_pow",
+            "focal_term", "softmax_focal_term"]
 
 
 @needs_build
@@ -229,6 +235,42 @@ def test_unavailable_backend_raises_and_says_why(monkeypatch):
 def test_build_facts():
     assert isinstance(_support.openmp_enabled(), bool)
     assert _support.openmp_max_threads() >= 1
+    assert _support.cpu_level() in (0, 1, 3, 4)
+
+
+@needs_build
+@pytest.mark.parametrize("isa", ["baseline", "x86-64-v3"])
+def test_capped_cpu_variant_computes_the_same(isa):
+    """The baseline and AVX2 builds (FASTXENT_CYTHON_ISA caps the variant) give the losses and
+    gradients of the build in use, within float32 rounding."""
+    code = textwrap.dedent("""
+        import json, numpy as np, fastxent
+        from fastxent.backends.cython import kernels
+        from fastxent.targets import MultiLabel
+        rng = np.random.default_rng(3)
+        x = rng.normal(size=(7, 1100)).astype(np.float32) * 4
+        ml = MultiLabel.from_lists([[1, 5], [0], [1099], [], [3, 4, 5], [7], [2]], 1100)
+        out = {"isa": kernels.ISA}
+        for name, fn in [("ce", lambda **k: fastxent.softmax_cross_entropy(x, ml, **k)),
+                         ("sf", lambda **k: fastxent.softmax_focal_loss(x, ml, **k)),
+                         ("bce", lambda **k: fastxent.sigmoid_binary_cross_entropy(x, ml, **k)),
+                         ("focal", lambda **k: fastxent.sigmoid_focal_loss(x, ml, **k))]:
+            loss, grad = fn(return_grad=True, reduction="sum", backend="cython")
+            out[name] = [float(loss), grad.astype(float).ravel()[::37].tolist()]
+        print(json.dumps(out))
+        """)
+    runs = {}
+    for cap in (isa, ""):
+        env = dict(os.environ, FASTXENT_CYTHON_ISA=cap)
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        runs[cap] = json.loads(done.stdout)
+    if isa == "baseline":
+        assert runs[isa]["isa"] == "baseline"
+    for name in ("ce", "sf", "bce", "focal"):
+        np.testing.assert_allclose(runs[isa][name][0], runs[""][name][0], rtol=1e-5)
+        np.testing.assert_allclose(runs[isa][name][1], runs[""][name][1], rtol=1e-4, atol=1e-6)
 
 
 def test_thread_count_setting():

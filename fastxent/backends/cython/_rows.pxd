@@ -4,6 +4,11 @@
 Each helper walks one C-contiguous row through a pointer from index 0 (so the C compiler
 vectorises it) and accumulates long sums in float64, block by block, from float32-or-float64
 partial sums over ``BLOCK`` elements. ``class_weight`` is a float64 pointer, NULL when absent.
+
+Sums: the kernels are built without ``-fassociative-math`` (see setup.py), so gcc never
+vectorises ``acc += v[j]`` itself. Block sums therefore go through ``lane_sum`` (``MAX_LANES``
+independent accumulators in a local array, which gcc turns into vector adds), usually over a
+block buffer that a separate, vectorised element loop filled.
 """
 from libc.math cimport exp as libm_exp, expm1 as libm_expm1, INFINITY
 from cython cimport floating
@@ -14,6 +19,49 @@ cdef enum:
     BLOCK = 512    # elements per block: float32 partial sums over a block stay accurate, then go
     #                to float64; a block is 2 KiB of float32, so its second read hits L1
     MAX_LANES = 16  # independent accumulators of block_max (one AVX-512 vector of float32)
+
+
+cdef inline floating lane_sum(const floating* v, Py_ssize_t n) noexcept nogil:
+    """``sum v[j]`` with ``MAX_LANES`` independent accumulators (vectorises without
+    reassociation flags), then the lanes pairwise."""
+    cdef floating lanes[MAX_LANES]
+    cdef Py_ssize_t j, l, n_full = n - n % MAX_LANES
+    for l in range(MAX_LANES):
+        lanes[l] = 0.0
+    j = 0
+    while j < n_full:
+        for l in range(MAX_LANES):
+            lanes[l] += v[j + l]
+        j += MAX_LANES
+    for j in range(n_full, n):
+        lanes[0] += v[j]
+    for l in range(MAX_LANES // 2):
+        lanes[l] += lanes[l + MAX_LANES // 2]
+    for l in range(MAX_LANES // 4):
+        lanes[l] += lanes[l + MAX_LANES // 4]
+    for l in range(MAX_LANES // 8):
+        lanes[l] += lanes[l + MAX_LANES // 8]
+    return lanes[0] + lanes[1]
+
+
+cdef inline floating count_equal(const floating* v, Py_ssize_t n, floating m) noexcept nogil:
+    """How many ``v[j] == m`` (as a float; lanes as in ``lane_sum``)."""
+    cdef floating lanes[MAX_LANES]
+    cdef floating one = 1.0
+    cdef floating zero = 0.0
+    cdef Py_ssize_t j, l, n_full = n - n % MAX_LANES
+    for l in range(MAX_LANES):
+        lanes[l] = zero
+    j = 0
+    while j < n_full:
+        for l in range(MAX_LANES):
+            lanes[l] += one if v[j + l] == m else zero
+        j += MAX_LANES
+    for j in range(n_full, n):
+        lanes[0] += one if v[j] == m else zero
+    for l in range(1, MAX_LANES):
+        lanes[0] += lanes[l]
+    return lanes[0]
 
 
 cdef inline floating block_max(const floating* xr, Py_ssize_t n) noexcept nogil:
@@ -47,8 +95,8 @@ cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) 
     full relative accuracy when one class dominates."""
     cdef floating m = -INFINITY
     cdef floating one = 1.0
-    cdef floating zero = 0.0
     cdef floating bm, v, e, acc, ties
+    cdef floating ebuf[BLOCK]
     cdef double s1 = -1.0                      # s = 0 so far
     cdef double d
     cdef Py_ssize_t b0, j, size
@@ -62,19 +110,64 @@ cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) 
             d = <double>m - <double>bm
             s1 = s1 * libm_exp(d) - (-libm_expm1(d))
             m = bm
-        acc = zero
-        ties = zero
-        for j in range(size):
+        for j in range(size):                  # vectorised element loop, then lane sums
             v = blk[j]
             e = exp_nonpos(v - m)
-            acc += zero if v == m else e       # exp(0) = 1 exactly: counted separately (not
-            ties += one if v == m else zero    # `e - one`: reassociated, (acc + e) - 1 cancels)
+            ebuf[j] = e - one if v == m else e # exp(0) = 1 exactly: counted separately
+        acc = lane_sum(ebuf, size)
+        ties = count_equal(blk, size, m)
         # ties first: s1 + ties is exact (s1 >= -1, ties a small integer); adding the ties and
         # the small sum together first would round away the low bits of s1 when s is near 1
         s1 = fence(s1 + <double>ties) + <double>acc
         b0 += BLOCK
     m_out[0] = m
     return s1
+
+
+cdef enum:
+    CACHED_ROW_BYTES = 256 * 1024   # rows of at most this many bytes stay in a core's L2 between
+    #                                 passes: the softmax gradient then takes three passes (max;
+    #                                 exp stored into the gradient; rescale), one exp per element
+
+
+cdef inline floating row_max(const floating* xr, Py_ssize_t n) noexcept nogil:
+    """``max x`` of a whole row (NaN skipped, as in ``block_max``)."""
+    return block_max(xr, n)
+
+
+cdef inline double sum_exp_store(const floating* xr, floating* gr, Py_ssize_t n,
+                                 floating m) noexcept nogil:
+    """``s1 = sum exp(x - m) - 1`` (float64; the max's own 1 kept out of the block sums, as in
+    ``row_stats``) for a row whose maximum ``m`` is known, storing ``gr[j] = exp(x_j - m)``
+    (gr may alias xr: each x_j is read before its slot is written)."""
+    cdef floating one = 1.0
+    cdef floating v, e, acc, ties
+    cdef floating ebuf[BLOCK]
+    cdef double s1 = -1.0
+    cdef Py_ssize_t b0 = 0, j, size
+    cdef const floating* xb
+    cdef floating* gb
+    while b0 < n:
+        xb = xr + b0
+        gb = gr + b0
+        size = n - b0 if n - b0 < BLOCK else BLOCK
+        ties = count_equal(xb, size, m)        # before gb (maybe xb itself) is written
+        for j in range(size):
+            v = xb[j]
+            e = exp_nonpos(v - m)
+            ebuf[j] = e - one if v == m else e
+            gb[j] = e
+        acc = lane_sum(ebuf, size)
+        s1 = fence(s1 + <double>ties) + <double>acc
+        b0 += BLOCK
+    return s1
+
+
+cdef inline void scale_row(floating* gr, Py_ssize_t n, floating a) noexcept nogil:
+    """``gr[j] *= a``."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        gr[j] = a * gr[j]
 
 
 cdef inline double row_sum_gap(const floating* xr, Py_ssize_t n, floating m,

@@ -231,6 +231,29 @@ cdef inline void bce_term(floating x, floating y, floating pos_weight,
     grad[0] = (one - y) * sig_pos - wy * sig_neg
 
 
+cdef inline void bce_negative_term(floating x, floating* loss, floating* grad) noexcept nogil:
+    """``bce_term(x, 0, w)``: a negative's loss ``softplus(x)`` and derivative ``sigmoid(x)``
+    (the background of sparse targets: every logit but the few positives)."""
+    cdef floating sp_pos, sp_neg, sig_pos, sig_neg
+    softplus_pair(x, &sp_pos, &sp_neg, &sig_pos, &sig_neg)
+    loss[0] = sp_pos
+    grad[0] = sig_pos
+
+
+cdef inline void focal_negative_term(floating x, floating gamma_neg, floating alpha,
+                                     floating* loss, floating* grad) noexcept nogil:
+    """``focal_term(x, 0, ., gamma_neg, 0, alpha)`` in closed form (``_math.focal_negative_term``):
+    ``l = a p**g softplus(x)``, ``dl/dx = a p**g (g (1 - p) softplus(x) + p)``, ``a = 1 - alpha``
+    (1 if alpha < 0), ``p**g = exp(-g softplus(-x))``: no branch and no division."""
+    cdef floating one = 1.0
+    cdef floating sp_pos, sp_neg, p, p_neg, a, f
+    softplus_pair(x, &sp_pos, &sp_neg, &p, &p_neg)
+    a = one - alpha if alpha >= <floating>0.0 else one
+    f = a * exp_nonpos(-gamma_neg * sp_neg)              # a * p**gamma_neg (0**0 = 1)
+    loss[0] = f * sp_pos
+    grad[0] = f * (gamma_neg * p_neg * sp_pos + p)
+
+
 cdef inline floating focal_pow(floating q, floating g) noexcept nogil:
     """``q ** g`` for ``q >= 0``, ``0 ** 0 = 1``; exact for g = 1 and 2."""
     cdef floating zero = 0.0

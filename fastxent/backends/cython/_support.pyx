@@ -83,6 +83,19 @@ cdef void _bce_term(const floating[::1] x, const floating[::1] y, const floating
         S.bce_term(x[i], y[i], pw[i], &out[0, i], &out[1, i])
 
 
+cdef void _bce_negative_term(const floating[::1] x, floating[:, ::1] out):
+    cdef Py_ssize_t i
+    for i in range(x.shape[0]):
+        S.bce_negative_term(x[i], &out[0, i], &out[1, i])
+
+
+cdef void _focal_negative_term(const floating[::1] x, const floating[::1] gamma_neg,
+                               const floating[::1] alpha, floating[:, ::1] out):
+    cdef Py_ssize_t i
+    for i in range(x.shape[0]):
+        S.focal_negative_term(x[i], gamma_neg[i], alpha[i], &out[0, i], &out[1, i])
+
+
 cdef void _focal_pow(const floating[::1] q, const floating[::1] g, floating[:, ::1] out):
     cdef Py_ssize_t i
     for i in range(q.shape[0]):
@@ -105,8 +118,8 @@ cdef void _softmax_focal_term(const floating[::1] gap, const floating[::1] gamma
         S.softmax_focal_term(gap[i], gamma[i], &out[0, i], &out[1, i])
 
 
-_N_OUT = {"softplus_pair": 4, "bce_term": 2, "focal_pow": 1, "focal_term": 2,
-          "softmax_focal_term": 2}
+_N_OUT = {"softplus_pair": 4, "bce_term": 2, "bce_negative_term": 2, "focal_negative_term": 2,
+          "focal_pow": 1, "focal_term": 2, "softmax_focal_term": 2}
 
 
 def apply(str name, *args, dtype=np.float64):
@@ -136,6 +149,16 @@ def apply(str name, *args, dtype=np.float64):
             _bce_term[float](arrays[0], arrays[1], arrays[2], out)
         else:
             _bce_term[double](arrays[0], arrays[1], arrays[2], out)
+    elif name == "bce_negative_term":
+        if dtype == np.float32:
+            _bce_negative_term[float](arrays[0], out)
+        else:
+            _bce_negative_term[double](arrays[0], out)
+    elif name == "focal_negative_term":
+        if dtype == np.float32:
+            _focal_negative_term[float](arrays[0], arrays[1], arrays[2], out)
+        else:
+            _focal_negative_term[double](arrays[0], arrays[1], arrays[2], out)
     elif name == "focal_pow":
         if dtype == np.float32:
             _focal_pow[float](arrays[0], arrays[1], out)

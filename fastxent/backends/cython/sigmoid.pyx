@@ -11,14 +11,18 @@ formula at compile time: ``BCEParams`` -> ``bce_term``, ``FocalParams`` -> ``foc
 Sparse targets cost O(nnz) on top of one pass over the logits: phase 2 computes the positives'
 corrections (their loss minus the background loss, and their final gradient, kept in ``pos_buf``);
 phase 3 treats every logit as a background element ``y'_0 = eps / 2`` and writes the gradient once;
-then the positives' gradients are put in place. Phases: 1. (no row statistics), 2. loss, 3. gradient.
+then the positives' gradients are put in place. Without smoothing (``y'_0 = 0``) and without
+probability shifting (focal ``clip = 0``) the background uses the closed forms
+``bce_negative_term`` / ``focal_negative_term`` (no exponent branch, no division: 4x faster for
+focal), as the Numba backend does. Block sums go through ``_rows.lane_sum`` (vectorised).
+Phases: 1. (no row statistics), 2. loss, 3. gradient.
 """
 from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdint cimport int64_t
 
-from ._scalar cimport bce_term, focal_term
-from ._rows cimport BLOCK
+from ._scalar cimport bce_negative_term, bce_term, focal_negative_term, focal_term
+from ._rows cimport BLOCK, lane_sum
 
 ctypedef fused target_t:
     float
@@ -51,6 +55,23 @@ cdef inline void element(floating x, floating y, floating pw, const params_t* pr
         bce_term(x, y, pw, loss, grad)
 
 
+cdef inline void negative_element(floating x, const params_t* prm, floating* loss,
+                                  floating* grad) noexcept nogil:
+    """``element(x, 0, ., prm)`` of a negative without probability shifting (closed forms)."""
+    if params_t is FocalParams:
+        focal_negative_term(x, <floating>prm.gamma_neg, <floating>prm.alpha, loss, grad)
+    else:
+        bce_negative_term(x, loss, grad)
+
+
+cdef inline bint shifts_negatives(const params_t* prm) noexcept nogil:
+    """Whether the loss shifts negatives' probabilities (focal ``clip > 0``)."""
+    if params_t is FocalParams:
+        return prm.clip > 0.0
+    else:
+        return False
+
+
 cdef inline double pos_weight_of(const params_t* prm) noexcept nogil:
     """The scalar pos_weight of BCE (1 for focal, which has none)."""
     if params_t is BCEParams:
@@ -61,14 +82,18 @@ cdef inline double pos_weight_of(const params_t* prm) noexcept nogil:
 
 cdef void block_elements(const floating* xb, Py_ssize_t size, const target_t* yb, floating keep,
                          floating y0, const double* pw, floating pw0, const params_t* prm,
-                         floating* lbuf, floating* gbuf) noexcept nogil:
+                         bint closed, floating* lbuf, floating* gbuf) noexcept nogil:
     """``lbuf[j], gbuf[j] = element(x_j, y_j, pw_j)`` over one block, with ``y_j = keep yb[j] + y0``
     (``yb`` NULL: ``y_j = y0``) and ``pw_j = pw[j]`` (``pw`` NULL: ``pw0``). One loop per case,
-    so that no load is conditional and every loop vectorises."""
+    so that no load is conditional and every loop vectorises. ``closed``: every element is a
+    negative without probability shifting (``y_j = 0``; ``negative_element``)."""
     cdef Py_ssize_t j
     cdef params_t local = prm[0]      # a private copy: stores to lbuf/gbuf cannot alias it
     prm = &local
-    if yb == NULL and pw == NULL:
+    if closed:
+        for j in range(size):
+            negative_element(xb[j], prm, &lbuf[j], &gbuf[j])
+    elif yb == NULL and pw == NULL:
         for j in range(size):
             element(xb[j], y0, pw0, prm, &lbuf[j], &gbuf[j])
     elif yb == NULL:
@@ -86,32 +111,30 @@ cdef void block_elements(const floating* xb, Py_ssize_t size, const target_t* yb
 cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint want_grad,
                           const target_t* yr, floating keep, floating y0,
                           const double* class_weight, const double* pos_weight,
-                          const params_t* prm, floating scale) noexcept nogil:
+                          const params_t* prm, floating scale, bint closed) noexcept nogil:
     """``sum_j w_j l(x_j, y_j)`` (float64, from block partial sums) and, if wanted,
     ``gr[j] = scale w_j dl/dx(x_j, y_j)``; gr may alias xr (each block is computed into
     ``lbuf``/``gbuf`` before it is written). ``y_j = keep yr[j] + y0``, or ``y0`` when ``yr`` is
-    NULL; ``pos_weight``: [C] or NULL (then the scalar of ``prm``)."""
+    NULL; ``pos_weight``: [C] or NULL (then the scalar of ``prm``); ``closed``: see
+    ``block_elements``."""
     cdef floating lbuf[BLOCK]
     cdef floating gbuf[BLOCK]
     cdef floating pw0 = <floating>pos_weight_of(prm)
     cdef floating acc, w
     cdef double total = 0.0
     cdef Py_ssize_t b0 = 0, j, size
-    cdef const double* wb
+    cdef const double* wb = NULL
     cdef floating* gb
     while b0 < n:
         size = n - b0 if n - b0 < BLOCK else BLOCK
         block_elements(xr + b0, size, yr + b0 if yr != NULL else yr, keep, y0,
                        pos_weight + b0 if pos_weight != NULL else pos_weight, pw0, prm,
-                       lbuf, gbuf)
-        acc = 0.0
+                       closed, lbuf, gbuf)
         if class_weight != NULL:
             wb = class_weight + b0
             for j in range(size):
-                acc += <floating>wb[j] * lbuf[j]
-        else:
-            for j in range(size):
-                acc += lbuf[j]
+                lbuf[j] = <floating>wb[j] * lbuf[j]
+        acc = lane_sum(lbuf, size)
         total += <double>acc
         if want_grad:
             gb = gr + b0
@@ -150,7 +173,7 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
     # 2./3. the background pass: every logit as y'_0, gradient written once
     loss += weighted_pass(xr, gr, n_classes, want_grad, <const floating*>NULL, keep, y0,
                           class_weight, pos_weight if eps > 0.0 else <const double*>NULL, prm,
-                          <floating>scale)
+                          <floating>scale, eps == 0.0 and not shifts_negatives(prm))
     if want_grad:
         for k in range(n_pos):
             gr[cols[k]] = <floating>pos_buf[k]
@@ -164,7 +187,7 @@ cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize
     # 2. loss and 3. gradient in one pass (float32 block partial sums, then float64)
     return sw * weighted_pass(xr, gr, n_classes, want_grad, yr, <floating>(1.0 - eps),
                               <floating>(0.5 * eps), class_weight, pos_weight, prm,
-                              <floating>(sw * grad_scale))
+                              <floating>(sw * grad_scale), False)
 
 
 cdef void _sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,

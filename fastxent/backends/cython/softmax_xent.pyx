@@ -22,7 +22,8 @@ from libc.math cimport exp as libm_exp, expm1 as libm_expm1, log1p as libm_log1p
 from libc.stdint cimport int64_t
 
 from ._scalar cimport exp_nonpos, fence
-from ._rows cimport argmax_of, row_stats, row_sum_gap, write_softmax_grad
+from ._rows cimport (CACHED_ROW_BYTES, argmax_of, row_max, row_stats, row_sum_gap, scale_row,
+                     sum_exp_store, write_softmax_grad)
 
 ctypedef fused target_t:
     float
@@ -49,6 +50,9 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
             for j in range(n_classes):
                 gr[j] = 0.0
         return 0.0
+    if want_grad and eps == 0.0 and n_classes * <Py_ssize_t>sizeof(floating) <= CACHED_ROW_BYTES:
+        return cached_sparse_row(xr, gr, n_classes, cols, vals, n_pos, class_weight, sw,
+                                 z_loss, grad_scale, mass_pos, pos_buf)
     # 1. row statistics
     s1 = row_stats(xr, n_classes, &m)
     s = 1.0 + s1
@@ -87,6 +91,49 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
         write_softmax_grad(xr, gr, n_classes, m, a, b, class_weight)
         for k in range(n_pos):
             gr[cols[k]] = <floating>pos_buf[k]
+    return loss
+
+
+cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_classes,
+                              const int64_t* cols, const double* vals, Py_ssize_t n_pos,
+                              const double* class_weight, double sw, double z_loss,
+                              double grad_scale, double mass_pos, double* pos_buf) noexcept nogil:
+    """``sparse_row`` with a gradient, no label smoothing, and a row that stays in L2: the max
+    first, then ``exp(x - m)`` summed and stored in the gradient, then rescaled in place (one
+    exp per element; the same loss and gradient formulas). ``pos_buf`` holds ``m - x_c`` of the
+    positives (read before the row is overwritten: logits may alias grad), then their gradients."""
+    cdef double s1, s, log_s, lse, wy_sum, wy_gap, wy, loss, scale
+    cdef floating m
+    cdef Py_ssize_t k, c
+    # 1. row statistics: the max, then the sum of exp stored into gr
+    m = row_max(xr, n_classes)
+    for k in range(n_pos):
+        pos_buf[k] = fence(<double>m - <double>xr[cols[k]])
+    s1 = sum_exp_store(xr, gr, n_classes, m)
+    s = 1.0 + s1
+    log_s = libm_log1p(s1)
+    lse = <double>m + log_s
+    # 2. loss
+    wy_sum = 0.0
+    wy_gap = 0.0
+    for k in range(n_pos):
+        wy = (vals[k] if vals != NULL else 1.0) / mass_pos
+        if class_weight != NULL:
+            wy = wy * class_weight[cols[k]]
+        wy_sum += wy
+        wy_gap += wy * pos_buf[k]
+    loss = sw * (wy_gap + wy_sum * log_s + z_loss * lse * lse)
+    # 3. gradient: rescale the stored exp, then the positives' exact values
+    scale = sw * grad_scale
+    for k in range(n_pos):
+        c = cols[k]
+        wy = (vals[k] if vals != NULL else 1.0) / mass_pos            # as in phase 2, bit for bit
+        if class_weight != NULL:
+            wy = wy * class_weight[c]
+        pos_buf[k] = scale * exact_grad(pos_buf[k] + log_s, wy_sum - wy + 2.0 * z_loss * lse, wy)
+    scale_row(gr, n_classes, <floating>(scale * (wy_sum + 2.0 * z_loss * lse) / s))
+    for k in range(n_pos):
+        gr[cols[k]] = <floating>pos_buf[k]
     return loss
 
 
