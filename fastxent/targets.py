@@ -44,6 +44,7 @@ import gzip
 import io
 import operator
 import os
+import sys
 from typing import IO, Any, Iterable, Optional, Union
 
 import numpy as np
@@ -747,11 +748,10 @@ def as_multilabel(
             )
         ml = obj
     else:
-        try:
-            import scipy.sparse as sp
-        except ImportError:  # pragma: no cover - scipy is a dependency
-            return None
-        if not sp.issparse(obj):
+        # an object can only be a scipy.sparse matrix if scipy.sparse is already imported: do not
+        # pay its import (about 0.1 s) on the first call with plain arrays
+        sp = sys.modules.get("scipy.sparse")
+        if sp is None or not sp.issparse(obj):
             return None
         if obj.ndim != 2 or obj.shape[1] != n_classes:
             raise ValueError(
