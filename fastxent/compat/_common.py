@@ -289,18 +289,22 @@ def _sigmoid_family_mean(labels, logits, axis, label_smoothing, focal, return_gr
     # float64 reference computes the same formulas for any values
     engine_ok = label_smoothing < 1 and _in_unit_interval(y)
     losses = fastxent if engine_ok else reference
+    # the mean over the class axis as a sample weight 1 / C: the kernel scales the row sums and
+    # the gradient in its one pass (no second pass over an N x C gradient)
+    mean_weight = np.full(x.shape[0], 1.0 / n_classes)
     if focal is None:
         out = losses.sigmoid_binary_cross_entropy(
-            x, y, label_smoothing=label_smoothing, reduction="none", return_grad=return_grad)
+            x, y, label_smoothing=label_smoothing, sample_weight=mean_weight, reduction="none",
+            return_grad=return_grad)
     else:
         gamma, alpha = focal
         out = losses.sigmoid_focal_loss(
             x, y, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,
-            reduction="none", return_grad=return_grad)
-    row_sum, grad = out if return_grad else (out, None)
-    loss = (row_sum / n_classes).astype(logits.dtype).reshape(lead)
+            sample_weight=mean_weight, reduction="none", return_grad=return_grad)
+    row_mean, grad = out if return_grad else (out, None)
+    loss = np.asarray(row_mean).astype(logits.dtype).reshape(lead)
     if return_grad:
-        grad = _from_rows((grad / n_classes).astype(logits.dtype, copy=False), shape, axis)
+        grad = _from_rows(grad.astype(logits.dtype, copy=False), shape, axis)
     return loss, grad
 
 
