@@ -45,7 +45,7 @@ $(BENCH_STAMP): $(INSTALL_STAMP)
 
 # Quick timing table (fastxent vs the NumPy reference and PyTorch, with the machine's copy
 # bandwidth); `make asv` runs the asv suite once on the current environment
-# (e.g. `make asv ASV_ARGS="-b \"'fastxent'\""` for fastxent alone).
+# (e.g. `make asv ASV_ARGS="-b Losses"` for the main benchmark class alone).
 ASV_ARGS ?=
 bench: $(INSTALL_STAMP)
 	$(BIN)/python -m fastxent bench
