@@ -74,14 +74,8 @@ CASES_PER_GROUP = 8
 # were found in, so CI stays green until the fix; once fixed, the strict xfail turns into a
 # failure (XPASS): then delete the entry. Found against the committed Numba kernels (b027b42).
 # --------------------------------------------------------------------------------------------
-BUG_CANCEL = ("bug: softmax-family gradient p_j * coef - w_j * y'_j is formed by cancellation "
-              "near p_j -> 1 (only absolute accuracy; C = 1 gives a nonzero gradient where the "
-              "exact one is 0)")
-KNOWN_BUGS = {
-    # The Cython kernels mirror the Numba algorithms, dense float32 cancellation included
-    # (near_p1 and the confident focal row pass there: s1 adds the ties before the small sum).
-    "test_one_class[cython-softmax_focal_loss-dense]": BUG_CANCEL,
-    "test_bug_one_class_softmax_gradient_is_zero[cython-softmax_focal_loss-f32]": BUG_CANCEL,
+KNOWN_BUGS: dict = {
+    # none open: add "test_name[backend-...]": REASON entries here when a bug is found
 }
 
 

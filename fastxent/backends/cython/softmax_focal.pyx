@@ -20,7 +20,7 @@ from libc.math cimport exp as libm_exp, expm1 as libm_expm1, log1p as libm_log1p
 from libc.stdint cimport int64_t
 
 from ._scalar cimport exp_nonpos, fence, softmax_focal_term
-from ._rows cimport BLOCK, row_stats
+from ._rows cimport BLOCK, argmax_of, row_stats
 
 ctypedef fused target_t:
     float
@@ -98,8 +98,8 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
     for k in range(n_pos):
         c = cols[k]
         u = (1.0 - eps) * (vals[k] if vals != NULL else 1.0) / mass_pos
-        if class_weight != NULL:
-            u = u * class_weight[c]
+        if class_weight != NULL:                       # the weight as the background reads it
+            u = u * <floating>class_weight[c]
         softmax_focal_term(fence(<double>m - <double>xr[c]) + log_s, gamma, &f, &h)
         loss += u * f
         h_sum += u * h
@@ -114,7 +114,7 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
         scale = sw * grad_scale
         for k in range(n_pos):
             c = cols[k]
-            w = class_weight[c] if class_weight != NULL else 1.0
+            w = <floating>class_weight[c] if class_weight != NULL else 1.0
             u_full = w * ((1.0 - eps) * (vals[k] if vals != NULL else 1.0) / mass_pos + y0)
             big_u = u_full * pos_buf[k]
             gap = fence(<double>m - <double>xr[c]) + log_s
@@ -136,8 +136,9 @@ cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize
                       const target_t* yr, const double* class_weight, double sw, double eps,
                       double gamma, double grad_scale) noexcept nogil:
     cdef double s1, s, log_s, loss, h_sum, f_acc, h_acc, scale
+    cdef double top_grad, u_top, f_top, h_top, big_u
     cdef floating m, gamma_x, log_s_x, keep, y0, u, f, h, a
-    cdef Py_ssize_t b0 = 0, j, size
+    cdef Py_ssize_t b0 = 0, j, size, top
     cdef const floating* xb
     cdef const target_t* yb
     # 1. row statistics
@@ -167,12 +168,26 @@ cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize
         loss += f_acc
         h_sum += h_acc
         b0 += BLOCK
-    # 3. gradient
+    # 3. gradient; the row's top class (p may be close to 1) in the exact form
+    #    (H - U) p - U (1 - p), U = u h, computed before the write (logits may alias grad)
     if want_grad:
         scale = sw * grad_scale
+        top = argmax_of(xr, n_classes, m)
+        top_grad = 0.0
+        if top >= 0:
+            u = keep * <floating>yr[top] + y0            # as the loss loop computes it
+            if class_weight != NULL:
+                u = u * <floating>class_weight[top]
+            u_top = u
+            softmax_focal_term(log_s, gamma, &f_top, &h_top)      # gap of the max: log s
+            big_u = u_top * h_top
+            top_grad = scale * ((h_sum - big_u) * libm_exp(-log_s)
+                                - big_u * (-libm_expm1(-log_s)))
         a = <floating>(scale * h_sum / s)
         write_grad(xr, gr, n_classes, m, log_s, gamma, a, <floating>scale, yr, class_weight,
                    1.0 - eps, eps / n_classes)
+        if top >= 0:
+            gr[top] = <floating>top_grad
     return sw * loss
 
 
