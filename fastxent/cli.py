@@ -385,14 +385,19 @@ def _import_torch():
 
 
 def _set_threads(n_threads):
+    """The CPU backends' thread count (``fastxent.set_num_threads``: fastxent sets Numba's
+    count itself around each kernel, so ``numba.set_num_threads`` alone would be overridden)."""
     import numba
+
+    from . import _threads
 
     if n_threads is not None:
         if not 1 <= n_threads <= numba.config.NUMBA_NUM_THREADS:
             raise SystemExit(f"--threads must be in [1, {numba.config.NUMBA_NUM_THREADS}] "
                              f"(numba's NUMBA_NUM_THREADS), got {n_threads}")
         numba.set_num_threads(n_threads)
-    return numba.get_num_threads()
+        _threads.set_num_threads(n_threads)
+    return min(_threads.get_num_threads(), int(numba.config.NUMBA_NUM_THREADS))
 
 
 def check_rows(fx, family, batch, grad_out, rows):

@@ -232,3 +232,16 @@ def test_forward_only_calls_return_the_same_loss():
         with_grad = family.fastxent_call(fastxent, batch.logits, targets, grad)()[0]
         alone = family.fastxent_call(fastxent, batch.logits, targets, grad, grad=False)()
         assert alone == pytest.approx(with_grad, rel=1e-6), family.name
+
+
+def test_threads_option_reaches_the_kernels():
+    """``--threads n`` sets fastxent's own thread count (which fastxent applies to Numba around
+    every kernel); setting only Numba's would be overridden and time 2 threads as 1."""
+    pytest.importorskip("numba")
+    import fastxent
+    from fastxent import cli
+    try:
+        assert cli._set_threads(1) == 1
+        assert fastxent.get_num_threads() == 1
+    finally:
+        fastxent.set_num_threads(None)

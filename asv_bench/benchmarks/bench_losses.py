@@ -215,6 +215,7 @@ class Threads(_Setup):
         if threads > numba.config.NUMBA_NUM_THREADS:
             raise NotImplementedError(f"only {numba.config.NUMBA_NUM_THREADS} threads here")
         numba.set_num_threads(threads)
+        fastxent.set_num_threads(threads)      # fastxent sets numba's count around each kernel
         super().setup(family, implementation, n_rows, n_classes, positives, dtype)
         if implementation == "torch":
             _torch().set_num_threads(threads)
