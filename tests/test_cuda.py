@@ -240,6 +240,49 @@ def test_deterministic_run_to_run(monkeypatch):
     np.testing.assert_array_equal(first[1].copy_to_host(), second[1].copy_to_host())
 
 
+@pytest.mark.skipif(not SIMULATOR, reason="the race is the simulator's own (no GPU has it)")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_simulator_shared_allocation_race(monkeypatch, family):
+    """The simulator's ``FakeCUDAShared.array`` looks a line's array up and inserts it without
+    a lock, so threads arriving together may each get a private array (seen in CI as an
+    intermittent wrong loss). Here every thread's first call on a line gets a private array,
+    the race's worst case; the kernels' second allocation pass (``_rows.SHARED_PASSES``) must
+    still give one array per block and the reference's results."""
+    import threading
+
+    from numba.cuda.simulator import kernelapi
+    from numba.cuda.np import numpy_support
+
+    lock = threading.Lock()
+    calls = []
+
+    def racy_array(self, shape, dtype, alignment=None):
+        import sys
+        import traceback
+        line = tuple(traceback.extract_stack(sys._getframe(1), limit=1)[0][0:2])
+        key = (threading.get_ident(), line)
+        with lock:                                      # per block: the instance's own set
+            seen = self.__dict__.setdefault("_first_calls_seen", set())
+            first = key not in seen
+            seen.add(key)
+            calls.append(first)
+        if first:                                       # lost the race: a private array
+            res = np.full(shape, np.nan, numpy_support.as_dtype(dtype))
+            self._allocations[line] = res
+            return res
+        return self._allocations[line]
+
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", racy_array)
+    monkeypatch.setattr(_config, "CUDA_THREADS_PER_BLOCK", 64)     # groups wider than a warp
+    logits, targets, options = make_case(family, "dense", np.float32, seed=11, n=3, c=70)
+    loss, grad = getattr(fastxent, family)(logits, targets, backend="cuda", return_grad=True,
+                                           **options)
+    ref_loss, ref_grad = reference(family, logits, targets, options, "mean")
+    assert any(calls) and not all(calls), "the patched allocator was not used as planned"
+    assert_loss_close(loss, ref_loss, np.float32)
+    assert_grad_close(grad, ref_grad, np.float32)
+
+
 @needs_kernels
 def test_no_rows():
     logits = np.zeros((0, 4), np.float32)

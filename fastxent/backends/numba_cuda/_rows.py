@@ -19,7 +19,7 @@ import math
 from numba import cuda, float64
 
 from ... import _math
-from ._primitives import MAX_WARPS, SCRATCH, SLOTS, WARP, device, xor_shuffle5
+from ._primitives import MAX_WARPS, SCRATCH, SIMULATOR, SLOTS, WARP, device, xor_shuffle5
 
 NEG_INF = -math.inf
 
@@ -105,3 +105,9 @@ def thread_stats(logits, row, lane, n_cols, group_threads):
 SHARED_SHAPE = (SLOTS, MAX_WARPS)
 SCRATCH_SIZE = SCRATCH
 F64 = float64
+#: Kernels allocate them in a loop of SHARED_PASSES trips ending with ``syncthreads``. On a GPU one
+#: trip. The simulator (numba-cuda's ``FakeCUDAShared.array``) keys a block's shared arrays by
+#: source line with an unlocked check-then-insert, so two threads that reach the line at once can
+#: each get a private array (a shuffle then reads values nobody wrote: an intermittent wrong
+#: loss, seen in CI). The second trip, after the barrier, finds the one array every thread shares.
+SHARED_PASSES = 2 if SIMULATOR else 1

@@ -18,7 +18,7 @@ from numba import cuda
 
 from ... import _config
 from ._primitives import SIMULATOR, WARP
-from ._rows import F64, SCRATCH_SIZE, SHARED_SHAPE, group_sums
+from ._rows import F64, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, group_sums
 from .sigmoid import bce_dense, bce_sparse, focal_dense, focal_sparse
 from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
 from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
@@ -27,8 +27,10 @@ from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
 @cuda.jit
 def sum_rows(row_loss, out):
     """``out[0] = sum(row_loss)`` by one block: strided partial sums, then a fixed tree."""
-    shared = cuda.shared.array(SHARED_SHAPE, F64)
-    scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+    for _ in range(SHARED_PASSES):      # 2 under the simulator: see _rows
+        shared = cuda.shared.array(SHARED_SHAPE, F64)
+        scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+        cuda.syncthreads()
     tid = cuda.threadIdx.x
     acc = 0.0
     for i in range(tid, row_loss.size, cuda.blockDim.x):

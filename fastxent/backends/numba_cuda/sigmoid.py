@@ -17,7 +17,7 @@ from numba import cuda
 
 from ... import _math
 from ._primitives import device
-from ._rows import F64, SCRATCH_SIZE, SHARED_SHAPE, group_sums
+from ._rows import F64, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, group_sums
 
 
 @device
@@ -114,8 +114,10 @@ def make_kernels(element):
                      row_loss, grad, want_grad, group_threads):
         """options = (label_smoothing, grad_scale); params = (pos_weight, gamma, gamma_neg,
         clip, alpha); pos_weight: [C] or empty (then params[0])."""
-        shared = cuda.shared.array(SHARED_SHAPE, F64)
-        scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+        for _ in range(SHARED_PASSES):      # 2 under the simulator: see _rows
+            shared = cuda.shared.array(SHARED_SHAPE, F64)
+            scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+            cuda.syncthreads()
         n_rows, n_classes = logits.shape
         has_sw = sample_weight.size > 0
         tid = cuda.threadIdx.x
@@ -137,8 +139,10 @@ def make_kernels(element):
     def sparse_kernel(logits, indptr, indices, values, class_weight, pos_weight, sample_weight,
                       options, params, row_loss, grad, want_grad, pos_buf, group_threads):
         """As the dense kernel, targets in CSR form; pos_buf is float64 [nnz]."""
-        shared = cuda.shared.array(SHARED_SHAPE, F64)
-        scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+        for _ in range(SHARED_PASSES):      # 2 under the simulator: see _rows
+            shared = cuda.shared.array(SHARED_SHAPE, F64)
+            scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+            cuda.syncthreads()
         n_rows, n_classes = logits.shape
         has_sw = sample_weight.size > 0
         tid = cuda.threadIdx.x

@@ -18,8 +18,8 @@ from numba import cuda
 
 from ... import _math
 from ._primitives import device
-from ._rows import F64, NEG_INF, SCRATCH_SIZE, SHARED_SHAPE, group_reduce, group_sums, \
-    thread_stats
+from ._rows import F64, NEG_INF, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, group_reduce, \
+    group_sums, thread_stats
 
 
 @device
@@ -147,8 +147,10 @@ def softmax_focal_sparse(logits, indptr, indices, values, class_weight, sample_w
                          row_loss, grad, want_grad, pos_buf, group_threads):
     """options = (label_smoothing, gamma, grad_scale); class_weight already holds alpha_c w_c;
     pos_buf is float64 [nnz, 2]."""
-    shared = cuda.shared.array(SHARED_SHAPE, F64)
-    scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+    for _ in range(SHARED_PASSES):      # 2 under the simulator: see _rows
+        shared = cuda.shared.array(SHARED_SHAPE, F64)
+        scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+        cuda.syncthreads()
     n_rows, n_classes = logits.shape
     has_sw = sample_weight.size > 0
     tid = cuda.threadIdx.x
@@ -173,8 +175,10 @@ def softmax_focal_sparse(logits, indptr, indices, values, class_weight, sample_w
 def softmax_focal_dense(logits, targets, class_weight, sample_weight, options, row_loss, grad,
                         want_grad, group_threads):
     """options = (label_smoothing, gamma, grad_scale); class_weight already holds alpha_c w_c."""
-    shared = cuda.shared.array(SHARED_SHAPE, F64)
-    scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+    for _ in range(SHARED_PASSES):      # 2 under the simulator: see _rows
+        shared = cuda.shared.array(SHARED_SHAPE, F64)
+        scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+        cuda.syncthreads()
     n_rows, n_classes = logits.shape
     has_sw = sample_weight.size > 0
     tid = cuda.threadIdx.x

@@ -21,8 +21,8 @@ from numba import cuda
 
 from ... import _math
 from ._primitives import device
-from ._rows import F64, NEG_INF, SCRATCH_SIZE, SHARED_SHAPE, group_reduce, group_sums, \
-    thread_stats
+from ._rows import F64, NEG_INF, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, group_reduce, \
+    group_sums, thread_stats
 
 
 @device
@@ -158,8 +158,10 @@ def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_we
                         row_loss, grad, want_grad, pos_buf, group_threads):
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights). Absent optional
     arrays are empty; without a gradient ``grad`` is a [1, 1] placeholder."""
-    shared = cuda.shared.array(SHARED_SHAPE, F64)
-    scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+    for _ in range(SHARED_PASSES):      # 2 under the simulator: see _rows
+        shared = cuda.shared.array(SHARED_SHAPE, F64)
+        scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+        cuda.syncthreads()
     n_rows, n_classes = logits.shape
     has_sw = sample_weight.size > 0
     tid = cuda.threadIdx.x
@@ -184,8 +186,10 @@ def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_we
 def softmax_xent_dense(logits, targets, class_weight, sample_weight, options, row_loss, grad,
                        want_grad, group_threads):
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights)."""
-    shared = cuda.shared.array(SHARED_SHAPE, F64)
-    scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+    for _ in range(SHARED_PASSES):      # 2 under the simulator: see _rows
+        shared = cuda.shared.array(SHARED_SHAPE, F64)
+        scratch = cuda.shared.array(SCRATCH_SIZE, F64)
+        cuda.syncthreads()
     n_rows, n_classes = logits.shape
     has_sw = sample_weight.size > 0
     tid = cuda.threadIdx.x
