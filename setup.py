@@ -179,8 +179,15 @@ def _extensions():
     ]
     directives = {"language_level": "3", "boundscheck": False, "wraparound": False,
                   "cdivision": True, "initializedcheck": False}
+    # Cython's dependency scan misses ``from . cimport _scalar as S`` (_support.pyx): a changed
+    # .pxd left that module's C stale. Regenerate everything when any Cython input or header
+    # is newer than the oldest generated C file.
+    inputs = [f for ext in ("*.pyx", "*.pxd", "*.h") for f in Path("fastxent").rglob(ext)]
+    generated = [s.with_suffix(".c") for s in sources]
+    stale = any(not c.exists() for c in generated) or (
+        max(f.stat().st_mtime for f in inputs) > min(c.stat().st_mtime for c in generated))
     try:
-        built = cythonize(extensions, compiler_directives=directives, quiet=True)
+        built = cythonize(extensions, compiler_directives=directives, quiet=True, force=stale)
     except Exception as exc:  # a Cython error must not break the pure-Python installation
         warnings.warn(f"fastxent: cythonize failed ({exc}); installing without the Cython "
                       "backend")

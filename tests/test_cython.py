@@ -72,7 +72,7 @@ def _python(name, *args, dtype):
     fn = getattr(_math, name)
     if dtype == np.float32:
         poly = {"exp": _math.exp_poly, "exp_nonpos": _math.exp_nonpos_poly,
-                "log": _math.log_poly, "log1p_unit": _math.log1p_series,
+                "log": _math.log_poly, "log1p_unit": _math.log1p_poly,
                 "neg_expm1": _math.neg_expm1_poly}
         fn = poly.get(name, fn)
     try:

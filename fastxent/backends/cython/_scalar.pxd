@@ -6,7 +6,7 @@ inline ``nogil`` C function over the fused type ``floating`` (float32 / float64)
 
 * float64 uses libm (``exp``, ``log``, ``log1p``, ``expm1``), exactly as ``_math`` in Python;
 * float32 uses the polynomial versions of ``_math`` (``exp_poly``, ``exp_nonpos_poly``, ``log_poly``,
-  ``log1p_series``, ``neg_expm1_poly``) with the same constants and the same operation order, so
+  ``log1p_poly``, ``neg_expm1_poly``) with the same constants and the same operation order, so
   gcc/clang vectorise every loop that calls them (libm's ``expf`` would not vectorise without
   ``-ffast-math`` and glibc's libmvec).
 
@@ -113,9 +113,18 @@ cdef inline float atanh_series(float s) noexcept nogil:
     return <float>2.0 * s * p
 
 
-cdef inline float log1p_series(float e) noexcept nogil:
-    """``_math.log1p_series``: log1p(e) for e in [0, 1]."""
-    return atanh_series(e / (<float>2.0 + e))
+cdef inline float log1p_poly(float e) noexcept nogil:
+    """``_math.log1p_poly``: log1p(e) for e in [0, 1], ``e q(e)`` (no division)."""
+    cdef float p = <float>0.0052326940931379795
+    p = p * e + <float>-0.029505237936973572
+    p = p * e + <float>0.07822594791650772
+    p = p * e + <float>-0.13663245737552643
+    p = p * e + <float>0.19106006622314453
+    p = p * e + <float>-0.2484298199415207
+    p = p * e + <float>0.3331909775733948
+    p = p * e + <float>-0.4999949336051941
+    p = p * e + <float>0.9999999403953552
+    return e * p
 
 
 cdef inline float log_poly(float x) noexcept nogil:
@@ -185,7 +194,7 @@ cdef inline floating log(floating x) noexcept nogil:
 cdef inline floating log1p_unit(floating e) noexcept nogil:
     """``log(1 + e)`` for ``e`` in [0, 1]."""
     if floating is float:
-        return log1p_series(e)
+        return log1p_poly(e)
     else:
         return libm_log1p(e)
 

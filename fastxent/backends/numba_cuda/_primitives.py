@@ -42,7 +42,7 @@ SCRATCH = 2 * SLOTS * 1024 if SIMULATOR else 1
 _PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "log", "log1p_unit",
                "neg_expm1", "exp2i", "split_exponent"}
 # float32 polynomials of the CPU backend: not used on the GPU (see the module docstring)
-_CPU_ONLY = {"exp_poly", "exp_nonpos_poly", "log_poly", "log1p_series", "_atanh_series",
+_CPU_ONLY = {"exp_poly", "exp_nonpos_poly", "log_poly", "log1p_poly", "_atanh_series",
              "neg_expm1_poly"}
 
 
