@@ -56,6 +56,28 @@ def _arithmetic_fence(typingctx, value):
     return value(value), codegen
 
 
+#: The LLVM function attribute ``wide_vectors()`` sets (see there).
+WIDE_VECTORS_ATTRIBUTE = '"prefer-vector-width"="512"'
+
+
+@intrinsic
+def wide_vectors(typingctx):
+    """Mark the calling jitted function ``"prefer-vector-width"="512"``: its loops vectorise
+    with the widest registers the CPU has. LLVM's tuning for many Intel CPUs (Skylake-SP to
+    Sapphire Rapids) prefers 256-bit vectors even with AVX-512 (older parts lowered their clock
+    for 512-bit code); these kernels are arithmetic-bound, and 512-bit vectors measured 22%
+    (BCE) to 35% (sigmoid focal) faster per element on this project's Intel machine. On CPUs
+    without AVX-512 the attribute changes nothing (the width is capped by what exists); AMD's
+    Zen 4/5 tuning already prefers 512. It sets an attribute of the function being compiled,
+    not Numba's configuration. Calls compile to nothing."""
+    def codegen(context, builder, signature, args):
+        # llvmlite's FunctionAttributes only accepts its list of keyword attributes; a string
+        # attribute is added to the underlying set and printed as written.
+        set.add(builder.function.attributes, WIDE_VECTORS_ATTRIBUTE)
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
 def _is32(ty):
     return ty == types.float32
 

@@ -9,7 +9,7 @@ from numba import njit
 
 from ... import _math
 from . import _primitives  # noqa: F401  (registers _math for Numba)
-from ._primitives import JIT_OPTIONS
+from ._primitives import JIT_OPTIONS, wide_vectors
 
 BLOCK = 512    # elements per block: float32 partial sums over a block stay accurate (< 2e-6
 #                relative even in the worst case, with 8-lane vector accumulators), then go to
@@ -21,6 +21,7 @@ _jit = njit(**JIT_OPTIONS)
 @njit(inline="always", **JIT_OPTIONS)
 def block_max(xr):
     """max of a row slice (NaN is skipped here; it propagates through the sum of exp)."""
+    wide_vectors()
     neg_inf = _math.cast_like(xr[0], -math.inf)
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = neg_inf
     n = xr.size
@@ -60,6 +61,7 @@ def row_stats(xr):
     ``(m, s1)`` with ``m = max x`` and ``s1 = sum exp(x - m) - 1`` (float64). The max's own
     term 1 is left out of the float32 block sums and added back exactly, so
     ``log s = log1p(s1)`` keeps full relative accuracy when one class dominates."""
+    wide_vectors()
     n = xr.size
     m = _math.cast_like(xr[0], -math.inf)
     one = _math.cast_like(xr[0], 1.0)
@@ -102,6 +104,7 @@ def sum_exp_store(xr, gr, m):
     """``s1 = sum exp(x - m) - 1`` (float64, the max's own 1 kept out of the float32 block sums,
     as in ``row_stats``) for a row whose maximum ``m`` is known, storing ``gr[j] = exp(x_j - m)``
     (gr may alias xr: each x_j is read before its slot is written)."""
+    wide_vectors()
     n = xr.size
     one = _math.cast_like(m, 1.0)
     zero = _math.cast_like(m, 0.0)
@@ -126,6 +129,7 @@ def sum_exp_store(xr, gr, m):
 @_jit
 def scale_row(gr, a):
     """``gr[j] *= a``: the softmax gradient from stored ``exp(x_j - m)`` (label smoothing 0)."""
+    wide_vectors()
     for j in range(gr.size):
         gr[j] = a * gr[j]
 
@@ -133,6 +137,7 @@ def scale_row(gr, a):
 @_jit
 def row_sum_gap(xr, m, class_weight, has_cw):
     """``sum_c w_c (m - x_c)`` in float64 (every term >= 0: no cancellation)."""
+    wide_vectors()
     n = xr.size
     total = 0.0
     for b0 in range(0, n, BLOCK):
@@ -153,6 +158,7 @@ def row_sum_gap(xr, m, class_weight, has_cw):
 @_jit
 def argmax_of(xr, m):
     """The first index holding the row maximum ``m`` (-1 if none: a NaN row)."""
+    wide_vectors()
     for j in range(xr.size):
         if xr[j] == m:
             return j
@@ -162,6 +168,7 @@ def argmax_of(xr, m):
 @_jit
 def write_softmax_grad(xr, gr, m, a, b, class_weight, has_cw):
     """``gr[j] = a exp(x_j - m) - b w_j``: the softmax gradient's one write (x may alias gr)."""
+    wide_vectors()
     if has_cw:
         for j in range(xr.size):
             gr[j] = a * _math.exp_nonpos(xr[j] - m) - b * _math.cast_like(m, class_weight[j])

@@ -15,7 +15,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from ... import _math
-from ._primitives import JIT_OPTIONS
+from ._primitives import JIT_OPTIONS, wide_vectors
 from ._rows import BLOCK
 
 
@@ -93,6 +93,7 @@ def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use
                     scale):
     """``sum_j w_j l(x_j, y0)`` (float64, from float32 block partial sums) and, if wanted,
     ``gr[j] = scale w_j dl/dx(x_j, y0)``; gr may alias xr."""
+    wide_vectors()
     n = xr.size
     one = _math.cast_like(xr[0], 1.0)
     pw0 = prm[0]
@@ -127,6 +128,7 @@ def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use
 @njit(**JIT_OPTIONS)
 def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, pos_weight,
                has_pw, sw, options, params, pos_buf):
+    wide_vectors()
     eps, grad_scale = options
     prm = _typed(xr[0], params)
     pw0 = prm[0]
@@ -156,6 +158,7 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
 @njit(**JIT_OPTIONS)
 def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, pos_weight, has_pw, sw, options,
               params):
+    wide_vectors()
     eps, grad_scale = options
     n_classes = xr.size
     one = _math.cast_like(xr[0], 1.0)
@@ -190,6 +193,7 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, pos_weight, has_pw, s
 def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight,
                    options, params, row_loss, grad, want_grad, pos_buf):
     """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0])."""
+    wide_vectors()
     has_values = values.size > 0
     has_cw = class_weight.size > 0
     has_pw = pos_weight.size > 0
@@ -208,6 +212,7 @@ def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sa
 def sigmoid_dense(logits, targets, class_weight, pos_weight, sample_weight, options, params,
                   row_loss, grad, want_grad):
     """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0])."""
+    wide_vectors()
     has_cw = class_weight.size > 0
     has_pw = pos_weight.size > 0
     has_sw = sample_weight.size > 0
@@ -221,6 +226,7 @@ def sigmoid_dense(logits, targets, class_weight, pos_weight, sample_weight, opti
 def elements_row(xr, yr, pos_weight, has_pw, pw0, lr, gr, want_grad):
     """``lr[j] = l(x_j, y_j)`` and ``gr[j] = dl/dx`` of BCE, element by element (gr may alias
     xr; lr may not)."""
+    wide_vectors()
     for b0 in range(0, xr.size, BLOCK):
         b1 = min(b0 + BLOCK, xr.size)
         xb = xr[b0:b1]
@@ -241,6 +247,7 @@ def sigmoid_elements(logits, targets, pos_weight, pw0, loss_out, grad, want_grad
     """Unreduced BCE with logits: ``loss_out[i, j]`` and (if wanted) ``grad[i, j]``, for the
     TensorFlow-compatible elementwise helpers; pos_weight: [C] in the logits' dtype, or empty
     (then the scalar ``pw0``)."""
+    wide_vectors()
     has_pw = pos_weight.size > 0
     for i in prange(logits.shape[0]):
         elements_row(logits[i], targets[i], pos_weight, has_pw, pw0, loss_out[i],

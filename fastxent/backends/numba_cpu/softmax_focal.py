@@ -18,13 +18,14 @@ import math
 from numba import njit, prange
 
 from ... import _math
-from ._primitives import JIT_OPTIONS
+from ._primitives import JIT_OPTIONS, wide_vectors
 from ._rows import BLOCK, argmax_of, row_stats
 
 
 @njit(**JIT_OPTIONS)
 def background(xr, m, log_s, gamma, class_weight, has_cw):
     """``(sum_c w_c f_c, sum_c w_c h_c)`` over every class (float32 block sums -> float64)."""
+    wide_vectors()
     n = xr.size
     gamma_x = _math.cast_like(m, gamma)
     log_s_x = _math.cast_like(m, log_s)
@@ -48,6 +49,7 @@ def background(xr, m, log_s, gamma, class_weight, has_cw):
 def write_grad(xr, gr, m, log_s, gamma, a, b, yr, class_weight, has_cw, keep=0.0, y0=1.0):
     """``gr[j] = a exp(x_j - m) - b u_j h_j`` with ``u_j = w_j (keep y_j + y0)`` (dense targets)
     or ``u_j = w_j`` (background only: ``yr`` empty); gr may alias xr."""
+    wide_vectors()
     gamma_x = _math.cast_like(m, gamma)
     log_s_x = _math.cast_like(m, log_s)
     keep_x = _math.cast_like(m, keep)
@@ -64,6 +66,7 @@ def write_grad(xr, gr, m, log_s, gamma, a, b, yr, class_weight, has_cw, keep=0.0
 @njit(**JIT_OPTIONS)
 def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, sw, options,
                pos_buf):
+    wide_vectors()
     eps, gamma, grad_scale = options
     n_classes = xr.size
     mass_pos = 0.0
@@ -120,6 +123,7 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
 
 @njit(**JIT_OPTIONS)
 def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
+    wide_vectors()
     eps, gamma, grad_scale = options
     n_classes = xr.size
     # 1. row statistics
@@ -173,6 +177,7 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
 def softmax_focal_sparse(logits, indptr, indices, values, class_weight, sample_weight, options,
                          row_loss, grad, want_grad, pos_buf):
     """options = (label_smoothing, gamma, grad_scale); class_weight already holds alpha_c w_c."""
+    wide_vectors()
     has_values = values.size > 0
     has_cw = class_weight.size > 0
     has_sw = sample_weight.size > 0
@@ -189,6 +194,7 @@ def softmax_focal_sparse(logits, indptr, indices, values, class_weight, sample_w
 def softmax_focal_dense(logits, targets, class_weight, sample_weight, options, row_loss, grad,
                         want_grad):
     """options = (label_smoothing, gamma, grad_scale); class_weight already holds alpha_c w_c."""
+    wide_vectors()
     has_cw = class_weight.size > 0
     has_sw = sample_weight.size > 0
     for i in prange(logits.shape[0]):

@@ -20,7 +20,7 @@ import math
 from numba import njit, prange
 
 from ... import _math
-from ._primitives import JIT_OPTIONS
+from ._primitives import JIT_OPTIONS, wide_vectors
 from ._rows import (CACHED_ROW_BYTES, argmax_of, row_max, row_stats, row_sum_gap, scale_row,
                     sum_exp_store, write_softmax_grad)
 
@@ -34,6 +34,7 @@ def exact_grad(gap, mass_rest, u):
 @njit(**JIT_OPTIONS)
 def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, sw, options,
                pos_buf):
+    wide_vectors()
     eps, z_loss, grad_scale, cw_sum = options
     n_classes = xr.size
     mass_pos = 0.0
@@ -95,6 +96,7 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
     first, then ``exp(x - m)`` summed and stored in the gradient, then rescaled in place (one
     exp per element; the same loss and gradient formulas). ``pos_buf`` holds ``m - x_c`` of the
     positives (read before the row is overwritten: logits may alias grad), then their gradients."""
+    wide_vectors()
     eps, z_loss, grad_scale, cw_sum = options
     # 1. row statistics: the max, then the sum of exp stored into gr
     m = row_max(xr)
@@ -131,6 +133,7 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
 
 @njit(**JIT_OPTIONS)
 def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
+    wide_vectors()
     eps, z_loss, grad_scale, cw_sum = options
     n_classes = xr.size
     # 1. row statistics
@@ -186,6 +189,7 @@ def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_we
                         row_loss, grad, want_grad, pos_buf):
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights). Absent optional
     arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array."""
+    wide_vectors()
     has_values = values.size > 0
     has_cw = class_weight.size > 0
     has_sw = sample_weight.size > 0
@@ -202,6 +206,7 @@ def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_we
 def softmax_xent_dense(logits, targets, class_weight, sample_weight, options, row_loss, grad,
                        want_grad):
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights)."""
+    wide_vectors()
     has_cw = class_weight.size > 0
     has_sw = sample_weight.size > 0
     for i in prange(logits.shape[0]):
