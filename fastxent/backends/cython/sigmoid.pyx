@@ -90,9 +90,19 @@ cdef void block_elements(const floating* xb, Py_ssize_t size, const target_t* yb
     cdef Py_ssize_t j
     cdef params_t local = prm[0]      # a private copy: stores to lbuf/gbuf cannot alias it
     prm = &local
+    cdef Py_ssize_t h = size // 2, j2
     if closed:
-        for j in range(size):
+        # two independent halves per trip (j and j + h; the odd last element after): gcc does
+        # not interleave vector iterations, and a negative's dependency chain (an exp, a log1p,
+        # a division; a second exp for focal) leaves the out-of-order window idle on one chain.
+        # Sigmoid focal CSR at 1024 x 32768, 1 thread: 75 -> 57 ms. (The loops below, with a
+        # target load, measured slower split this way: BCE dense 62 -> 66 ms.)
+        for j in range(h):
+            j2 = j + h
             negative_element(xb[j], prm, &lbuf[j], &gbuf[j])
+            negative_element(xb[j2], prm, &lbuf[j2], &gbuf[j2])
+        if size % 2:
+            negative_element(xb[size - 1], prm, &lbuf[size - 1], &gbuf[size - 1])
     elif yb == NULL and pw == NULL:
         for j in range(size):
             element(xb[j], y0, pw0, prm, &lbuf[j], &gbuf[j])
