@@ -637,6 +637,25 @@ def test_rows_longer_than_a_block(backend, family, c):
                 run_and_check(family, backend, logits, targets, kwargs, reduction)
 
 
+@pytest.mark.parametrize("cached_row_bytes", [0, 1 << 40], ids=["online", "cached"])
+def test_softmax_ce_both_gradient_paths(backend, cached_row_bytes, monkeypatch):
+    """Softmax CE with a gradient and no smoothing takes the three-pass cached form for rows of
+    at most ``_config.CACHED_ROW_BYTES`` (half the machine's L2) and the online form above: both
+    are checked here whatever the machine (the kernels receive the cutoff as an argument)."""
+    from fastxent import _config
+    monkeypatch.setattr(_config, "CACHED_ROW_BYTES", cached_row_bytes)
+    c = sim_shrink([5000], [70])[0]
+    for dtype in DTYPES:
+        for form in ("index", "multilabel"):
+            rng = np.random.default_rng(seed_of("paths", form, c, cached_row_bytes))
+            logits = _long_rows(rng, c, dtype)
+            targets = make_targets(rng, "softmax_cross_entropy", form, 5, c, dense_dtype=dtype)
+            if form == "index":
+                targets = np.array([c - 1, 0, 2048 % c, 5, -100])
+            run_and_check("softmax_cross_entropy", backend, logits, targets, {"z_loss": 0.01},
+                          "mean")
+
+
 @pytest.mark.parametrize("family", SOFTMAX)
 @pytest.mark.parametrize("form", SOFTMAX_FORMS)
 def test_softmax_shift_invariance(backend, family, form):

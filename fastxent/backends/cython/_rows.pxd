@@ -124,12 +124,6 @@ cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) 
     return s1
 
 
-cdef enum:
-    CACHED_ROW_BYTES = 256 * 1024   # rows of at most this many bytes stay in a core's L2 between
-    #                                 passes: the softmax gradient then takes three passes (max;
-    #                                 exp stored into the gradient; rescale), one exp per element
-
-
 cdef inline floating row_max(const floating* xr, Py_ssize_t n) noexcept nogil:
     """``max x`` of a whole row (NaN skipped, as in ``block_max``)."""
     return block_max(xr, n)

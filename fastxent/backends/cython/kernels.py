@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from ... import _threads
+from ... import _config, _threads
 
 _VARIANTS = (("x86-64-v4", 4, "._x86_64_v4"), ("x86-64-v3", 3, "._x86_64_v3"))
 
@@ -91,7 +91,8 @@ def run(job):
     family = job.family
     if family == "softmax_xent":
         cw_sum = float(cw.sum()) if cw.size else float(n_classes)
-        options = (job.label_smoothing, job.z_loss, job.grad_scale, cw_sum)
+        options = (job.label_smoothing, job.z_loss, job.grad_scale, cw_sum,
+                   float(_config.CACHED_ROW_BYTES))
         if sparse:
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
                                 row_loss, grad, want_grad, pos_buf, n_threads)

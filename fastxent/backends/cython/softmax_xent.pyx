@@ -22,7 +22,7 @@ from libc.math cimport exp as libm_exp, expm1 as libm_expm1, log1p as libm_log1p
 from libc.stdint cimport int64_t
 
 from ._scalar cimport exp_nonpos, fence
-from ._rows cimport (CACHED_ROW_BYTES, argmax_of, row_max, row_stats, row_sum_gap, scale_row,
+from ._rows cimport (argmax_of, row_max, row_stats, row_sum_gap, scale_row,
                      sum_exp_store, write_softmax_grad)
 
 ctypedef fused target_t:
@@ -38,7 +38,8 @@ cdef inline double exact_grad(double gap, double mass_rest, double u) noexcept n
 cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssize_t n_classes,
                        const int64_t* cols, const double* vals, Py_ssize_t n_pos,
                        const double* class_weight, double sw, double eps, double z_loss,
-                       double grad_scale, double cw_sum, double* pos_buf) noexcept nogil:
+                       double grad_scale, double cw_sum, double cached_row_bytes,
+                       double* pos_buf) noexcept nogil:
     cdef double mass_pos = 0.0, s1, s, log_s, lse, wy_sum, wy_gap, wy, mass, gap, loss
     cdef double scale, w, rest, u
     cdef floating m, a, b
@@ -50,7 +51,8 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
             for j in range(n_classes):
                 gr[j] = 0.0
         return 0.0
-    if want_grad and eps == 0.0 and n_classes * <Py_ssize_t>sizeof(floating) <= CACHED_ROW_BYTES:
+    if want_grad and eps == 0.0 and <double>(n_classes * <Py_ssize_t>sizeof(floating)) \
+            <= cached_row_bytes:
         return cached_sparse_row(xr, gr, n_classes, cols, vals, n_pos, class_weight, sw,
                                  z_loss, grad_scale, mass_pos, pos_buf)
     # 1. row statistics
@@ -193,10 +195,11 @@ def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr
                         const double[::1] class_weight, const double[::1] sample_weight,
                         tuple options, double[::1] row_loss, floating[:, ::1] grad,
                         bint want_grad, double[::1] pos_buf, int n_threads):
-    """options = (label_smoothing, z_loss, grad_scale, sum of class weights). Absent optional
+    """options = (label_smoothing, z_loss, grad_scale, sum of class weights, the longest row in
+    bytes for the cached three-pass gradient (``_config.CACHED_ROW_BYTES``)). Absent optional
     arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array."""
     cdef double eps = options[0], z_loss = options[1], grad_scale = options[2]
-    cdef double cw_sum = options[3]
+    cdef double cw_sum = options[3], cached_row_bytes = options[4]
     cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], i, k0
     cdef const floating* x0 = &logits[0, 0]
     cdef floating* g0 = &grad[0, 0] if want_grad else NULL
@@ -212,14 +215,15 @@ def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr
                                  cols + k0 if cols != NULL else cols,
                                  vals + k0 if vals != NULL else vals, indptr[i + 1] - k0, cw,
                                  sample_weight[i] if has_sw else 1.0, eps, z_loss, grad_scale,
-                                 cw_sum, buf + k0 if buf != NULL else buf)
+                                 cw_sum, cached_row_bytes, buf + k0 if buf != NULL else buf)
 
 
 def softmax_xent_dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
                        const double[::1] class_weight, const double[::1] sample_weight,
                        tuple options, double[::1] row_loss, floating[:, ::1] grad,
                        bint want_grad, int n_threads):
-    """options = (label_smoothing, z_loss, grad_scale, sum of class weights)."""
+    """options = (label_smoothing, z_loss, grad_scale, sum of class weights, cached row bytes:
+    see ``softmax_xent_sparse``)."""
     cdef double eps = options[0], z_loss = options[1], grad_scale = options[2]
     cdef double cw_sum = options[3]
     cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], i

@@ -87,12 +87,6 @@ def row_stats(xr):
     return m, s1
 
 
-#: Rows of at most this many bytes stay in a core's L2 cache (1 MiB here) between passes, so the
-#: softmax gradient can take three passes (max; exp stored into the gradient; rescale) with one
-#: exp per element instead of the online form's two (see ``sum_exp_store``).
-CACHED_ROW_BYTES = 256 * 1024
-
-
 @_jit
 def row_max(xr):
     """``max x`` of a whole row (vectorised; NaN skipped, as in ``block_max``)."""

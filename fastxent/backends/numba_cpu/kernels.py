@@ -2,6 +2,8 @@
 (``fastxent._checks.Canonical``), fills ``job.grad`` if set, and returns the row losses."""
 import numpy as np
 
+from ... import _config
+
 from .sigmoid import sigmoid_dense, sigmoid_elements, sigmoid_sparse  # noqa: F401
 from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
 from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
@@ -31,7 +33,8 @@ def run(job):
     if family == "softmax_xent":
         # the sum of the weights the kernel reads (float32 weights for float32 logits)
         cw_sum = float(cw.sum(dtype=np.float64)) if cw.size else float(n_classes)
-        options = (job.label_smoothing, job.z_loss, job.grad_scale, cw_sum)
+        options = (job.label_smoothing, job.z_loss, job.grad_scale, cw_sum,
+                   float(_config.CACHED_ROW_BYTES))
         if sparse:
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
                                 row_loss, grad, want_grad, pos_buf)

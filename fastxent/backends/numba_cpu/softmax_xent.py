@@ -21,7 +21,7 @@ from numba import njit, prange
 
 from ... import _math
 from ._primitives import JIT_OPTIONS, wide_vectors
-from ._rows import (CACHED_ROW_BYTES, argmax_of, row_max, row_stats, row_sum_gap, scale_row,
+from ._rows import (argmax_of, row_max, row_stats, row_sum_gap, scale_row,
                     sum_exp_store, write_softmax_grad)
 
 
@@ -35,7 +35,7 @@ def exact_grad(gap, mass_rest, u):
 def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, sw, options,
                pos_buf):
     wide_vectors()
-    eps, z_loss, grad_scale, cw_sum = options
+    eps, z_loss, grad_scale, cw_sum, cached_row_bytes = options
     n_classes = xr.size
     mass_pos = 0.0
     for k in range(cols.size):
@@ -44,7 +44,7 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
         if want_grad:
             gr[:] = 0.0
         return 0.0
-    if want_grad and eps == 0.0 and n_classes * xr.itemsize <= CACHED_ROW_BYTES:
+    if want_grad and eps == 0.0 and n_classes * xr.itemsize <= cached_row_bytes:
         return cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw,
                                  options, mass_pos, pos_buf)
     # 1. row statistics
@@ -97,7 +97,7 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
     exp per element; the same loss and gradient formulas). ``pos_buf`` holds ``m - x_c`` of the
     positives (read before the row is overwritten: logits may alias grad), then their gradients."""
     wide_vectors()
-    eps, z_loss, grad_scale, cw_sum = options
+    eps, z_loss, grad_scale, cw_sum, cached_row_bytes = options
     # 1. row statistics: the max, then the sum of exp stored into gr
     m = row_max(xr)
     for k in range(cols.size):
@@ -134,7 +134,7 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
 @njit(**JIT_OPTIONS)
 def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
     wide_vectors()
-    eps, z_loss, grad_scale, cw_sum = options
+    eps, z_loss, grad_scale, cw_sum, cached_row_bytes = options
     n_classes = xr.size
     # 1. row statistics
     m, s1 = row_stats(xr)
@@ -187,7 +187,8 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
 @njit(parallel=True, **JIT_OPTIONS)
 def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_weight, options,
                         row_loss, grad, want_grad, pos_buf):
-    """options = (label_smoothing, z_loss, grad_scale, sum of class weights). Absent optional
+    """options = (label_smoothing, z_loss, grad_scale, sum of class weights, the longest row in
+    bytes for the cached three-pass gradient (``_config.CACHED_ROW_BYTES``)). Absent optional
     arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array."""
     wide_vectors()
     has_values = values.size > 0
@@ -205,7 +206,8 @@ def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_we
 @njit(parallel=True, **JIT_OPTIONS)
 def softmax_xent_dense(logits, targets, class_weight, sample_weight, options, row_loss, grad,
                        want_grad):
-    """options = (label_smoothing, z_loss, grad_scale, sum of class weights)."""
+    """options = (label_smoothing, z_loss, grad_scale, sum of class weights, cached row bytes:
+    see ``softmax_xent_sparse``)."""
     wide_vectors()
     has_cw = class_weight.size > 0
     has_sw = sample_weight.size > 0
