@@ -263,6 +263,18 @@ def focal_negative_term(x, gamma_neg, alpha):
     return f * sp_pos, f * (gamma_neg * p_neg * sp_pos + p)
 
 
+def focal_negative_term_sq(x, alpha):
+    """``focal_negative_term(x, 2, alpha)`` with ``p**2`` as ``p * p``: the default focusing
+    (gamma = 2, torchvision's and the paper's) without the second ``exp``. Kernels take it for
+    the background of sparse targets when ``gamma_neg == 2``."""
+    one = cast_like(x, 1.0)
+    two = cast_like(x, 2.0)
+    sp_pos, sp_neg, p, p_neg = softplus_pair(x)
+    a = one - alpha if alpha >= cast_like(x, 0.0) else one
+    f = a * (p * p)
+    return f * sp_pos, f * (two * p_neg * sp_pos + p)
+
+
 def focal_pow(q, g):
     """``q ** g`` for ``q >= 0``, with ``0 ** 0 = 1``; exact for g = 1 and 2."""
     zero = cast_like(q, 0.0)

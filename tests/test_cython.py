@@ -92,7 +92,8 @@ def _numba(name, *arrays, dtype):
     except ImportError:
         return None
     n_out = {"softplus_pair": 4, "bce_term": 2, "bce_negative_term": 2,
-             "focal_negative_term": 2, "focal_term": 2, "softmax_focal_term": 2}.get(name, 1)
+             "focal_negative_term": 2, "focal_negative_term_sq": 2, "focal_term": 2,
+             "softmax_focal_term": 2}.get(name, 1)
     key = (name, len(arrays))
     if key not in _NUMBA_CACHE:
         n_args = len(arrays)
@@ -164,6 +165,9 @@ def _formula_cases(name):
     if name == "focal_negative_term":
         x, g, a = np.meshgrid(xs, [0.0, 1.0, 2.0, 4.0], [0.25, -1.0])
         return [x.ravel(), g.ravel(), a.ravel()]
+    if name == "focal_negative_term_sq":
+        x, a = np.meshgrid(xs, [0.25, -1.0])
+        return [x.ravel(), a.ravel()]
     if name == "focal_pow":
         q, g = np.meshgrid(np.concatenate([[0.0, 1e-30, 1e-6], _grid(0.0, 1.0, 41)]),
                            [0.0, 0.5, 1.0, 1.5, 2.0, 4.0])
@@ -184,8 +188,8 @@ def _formula_cases(name):
     raise KeyError(name)
 
 
-FORMULAS = ["softplus_pair", "bce_term", "bce_negative_term", "focal_negative_term", "focal_pow",
-            "focal_term", "softmax_focal_term"]
+FORMULAS = ["softplus_pair", "bce_term", "bce_negative_term", "focal_negative_term",
+            "focal_negative_term_sq", "focal_pow", "focal_term", "softmax_focal_term"]
 
 
 @needs_build

@@ -101,6 +101,11 @@ def bce_negative_term(x):
 @numba.njit(**kernel)
 def focal_negative_term(x, gamma_neg, alpha):
     return _math.focal_negative_term(x, gamma_neg, alpha)
+
+
+@numba.njit(**kernel)
+def focal_negative_term_sq(x, alpha):
+    return _math.focal_negative_term_sq(x, alpha)
 '''
 SOURCE = _HEADER + "".join(_PRIM_TEMPLATE.format(prim=p, mode=m)
                            for p in PRIMITIVES for m in MODES) + _FORMULAS
@@ -452,7 +457,8 @@ def _cases():
              "focal_term": [], "softmax_focal_term": [], "focal_pow": [],
              "bce_negative_term": [(x,) for x in X_GRID],
              "focal_negative_term": [(x, g, a) for x in X_GRID for g in GAMMAS + [4.0, 0.5]
-                                     for a in ALPHAS]}
+                                     for a in ALPHAS],
+             "focal_negative_term_sq": [(x, a) for x in X_GRID for a in ALPHAS]}
     for x, y, g, gn, c, a in itertools.product(X_GRID, Y_GRID, GAMMAS, [None, 0.0, 4.0],
                                                 CLIPS, ALPHAS):
         cases["focal_term"].append((x, y, g, g if gn is None else gn, c, a))
@@ -527,6 +533,7 @@ F32_TOL = {
     "focal_pow": (2e-6, 2e-6),
     "bce_negative_term": (1e-6, 1e-6),
     "focal_negative_term": (2e-6, 2e-6),
+    "focal_negative_term_sq": (2e-6, 2e-6),
 }
 
 
@@ -540,6 +547,11 @@ def test_negative_terms_are_the_general_terms_at_y0(x):
         got = M.focal_negative_term(x, g, a)
         want = M.focal_term(x, 0.0, 7.0, g, 0.0, a)
         assert got == pytest.approx(want, rel=1e-13, abs=1e-300), (x, g, a)
+    for a in ALPHAS:                 # gamma_neg = 2 with p * p for p**2
+        got = M.focal_negative_term_sq(x, a)
+        assert got == pytest.approx(M.focal_term(x, 0.0, 7.0, 2.0, 0.0, a), rel=1e-13,
+                                    abs=1e-300), (x, a)
+        assert got == pytest.approx(M.focal_negative_term(x, 2.0, a), rel=1e-13, abs=1e-300)
 
 
 @pytest.mark.parametrize("formula", FORMULAS)

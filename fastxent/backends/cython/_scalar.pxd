@@ -263,6 +263,19 @@ cdef inline void focal_negative_term(floating x, floating gamma_neg, floating al
     grad[0] = f * (gamma_neg * p_neg * sp_pos + p)
 
 
+cdef inline void focal_negative_term_sq(floating x, floating alpha, floating* loss,
+                                        floating* grad) noexcept nogil:
+    """``_math.focal_negative_term_sq``: ``focal_negative_term(x, 2, alpha)``, ``p**2 = p p``."""
+    cdef floating one = 1.0
+    cdef floating two = 2.0
+    cdef floating sp_pos, sp_neg, p, p_neg, a, f
+    softplus_pair(x, &sp_pos, &sp_neg, &p, &p_neg)
+    a = one - alpha if alpha >= <floating>0.0 else one
+    f = a * (p * p)
+    loss[0] = f * sp_pos
+    grad[0] = f * (two * p_neg * sp_pos + p)
+
+
 cdef inline floating focal_pow(floating q, floating g) noexcept nogil:
     """``q ** g`` for ``q >= 0``, ``0 ** 0 = 1``; exact for g = 1 and 2."""
     cdef floating zero = 0.0

@@ -96,6 +96,13 @@ cdef void _focal_negative_term(const floating[::1] x, const floating[::1] gamma_
         S.focal_negative_term(x[i], gamma_neg[i], alpha[i], &out[0, i], &out[1, i])
 
 
+cdef void _focal_negative_term_sq(const floating[::1] x, const floating[::1] alpha,
+                                  floating[:, ::1] out):
+    cdef Py_ssize_t i
+    for i in range(x.shape[0]):
+        S.focal_negative_term_sq(x[i], alpha[i], &out[0, i], &out[1, i])
+
+
 cdef void _focal_pow(const floating[::1] q, const floating[::1] g, floating[:, ::1] out):
     cdef Py_ssize_t i
     for i in range(q.shape[0]):
@@ -119,6 +126,7 @@ cdef void _softmax_focal_term(const floating[::1] gap, const floating[::1] gamma
 
 
 _N_OUT = {"softplus_pair": 4, "bce_term": 2, "bce_negative_term": 2, "focal_negative_term": 2,
+          "focal_negative_term_sq": 2,
           "focal_pow": 1, "focal_term": 2, "softmax_focal_term": 2}
 
 
@@ -159,6 +167,11 @@ def apply(str name, *args, dtype=np.float64):
             _focal_negative_term[float](arrays[0], arrays[1], arrays[2], out)
         else:
             _focal_negative_term[double](arrays[0], arrays[1], arrays[2], out)
+    elif name == "focal_negative_term_sq":
+        if dtype == np.float32:
+            _focal_negative_term_sq[float](arrays[0], arrays[1], out)
+        else:
+            _focal_negative_term_sq[double](arrays[0], arrays[1], out)
     elif name == "focal_pow":
         if dtype == np.float32:
             _focal_pow[float](arrays[0], arrays[1], out)

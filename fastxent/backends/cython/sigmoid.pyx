@@ -14,14 +14,16 @@ phase 3 treats every logit as a background element ``y'_0 = eps / 2`` and writes
 then the positives' gradients are put in place. Without smoothing (``y'_0 = 0``) and without
 probability shifting (focal ``clip = 0``) the background uses the closed forms
 ``bce_negative_term`` / ``focal_negative_term`` (no exponent branch, no division: 4x faster for
-focal), as the Numba backend does. Block sums go through ``_rows.lane_sum`` (vectorised).
+focal; ``focal_negative_term_sq`` when ``gamma_neg = 2``, without the second exp), as the Numba
+backend does. Block sums go through ``_rows.lane_sum`` (vectorised).
 Phases: 1. (no row statistics), 2. loss, 3. gradient.
 """
 from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdint cimport int64_t
 
-from ._scalar cimport bce_negative_term, bce_term, focal_negative_term, focal_term
+from ._scalar cimport bce_negative_term, bce_term, focal_negative_term, focal_negative_term_sq, \
+    focal_term
 from ._rows cimport BLOCK, lane_sum
 
 ctypedef fused target_t:
@@ -64,6 +66,23 @@ cdef inline void negative_element(floating x, const params_t* prm, floating* los
         bce_negative_term(x, loss, grad)
 
 
+cdef inline void negative_element_sq(floating x, const params_t* prm, floating* loss,
+                                     floating* grad) noexcept nogil:
+    """``negative_element`` when ``squares_negatives(prm)``: focal with ``gamma_neg = 2``."""
+    if params_t is FocalParams:
+        focal_negative_term_sq(x, <floating>prm.alpha, loss, grad)
+    else:
+        bce_negative_term(x, loss, grad)
+
+
+cdef inline bint squares_negatives(const params_t* prm) noexcept nogil:
+    """Whether negatives are focused with ``p**2`` (focal ``gamma_neg == 2``: no second exp)."""
+    if params_t is FocalParams:
+        return prm.gamma_neg == 2.0
+    else:
+        return False
+
+
 cdef inline bint shifts_negatives(const params_t* prm) noexcept nogil:
     """Whether the loss shifts negatives' probabilities (focal ``clip > 0``)."""
     if params_t is FocalParams:
@@ -97,12 +116,20 @@ cdef void block_elements(const floating* xb, Py_ssize_t size, const target_t* yb
         # a division; a second exp for focal) leaves the out-of-order window idle on one chain.
         # Sigmoid focal CSR at 1024 x 32768, 1 thread: 75 -> 57 ms. (The loops below, with a
         # target load, measured slower split this way: BCE dense 62 -> 66 ms.)
-        for j in range(h):
-            j2 = j + h
-            negative_element(xb[j], prm, &lbuf[j], &gbuf[j])
-            negative_element(xb[j2], prm, &lbuf[j2], &gbuf[j2])
-        if size % 2:
-            negative_element(xb[size - 1], prm, &lbuf[size - 1], &gbuf[size - 1])
+        if squares_negatives(prm):
+            for j in range(h):
+                j2 = j + h
+                negative_element_sq(xb[j], prm, &lbuf[j], &gbuf[j])
+                negative_element_sq(xb[j2], prm, &lbuf[j2], &gbuf[j2])
+            if size % 2:
+                negative_element_sq(xb[size - 1], prm, &lbuf[size - 1], &gbuf[size - 1])
+        else:
+            for j in range(h):
+                j2 = j + h
+                negative_element(xb[j], prm, &lbuf[j], &gbuf[j])
+                negative_element(xb[j2], prm, &lbuf[j2], &gbuf[j2])
+            if size % 2:
+                negative_element(xb[size - 1], prm, &lbuf[size - 1], &gbuf[size - 1])
     elif yb == NULL and pw == NULL:
         for j in range(size):
             element(xb[j], y0, pw0, prm, &lbuf[j], &gbuf[j])

@@ -9,7 +9,10 @@ time by its length: ``(pos_weight,)`` -> ``_math.bce_term``,
 Sparse targets cost O(nnz) on top of one pass over the logits: phase 2 computes the positives'
 corrections (their loss minus the background loss, and their final gradient, kept in ``pos_buf``);
 phase 3 treats every logit as a background element ``y'_0 = eps / 2`` and writes the gradient once;
-then the positives' gradients are put in place. Phases: 1. (no row statistics), 2. loss, 3. gradient.
+then the positives' gradients are put in place. Without smoothing and without probability
+shifting the background uses the closed forms ``_math.bce_negative_term`` /
+``focal_negative_term`` (``focal_negative_term_sq`` when ``gamma_neg = 2``: no second exp).
+Phases: 1. (no row statistics), 2. loss, 3. gradient.
 """
 from numba import njit, prange, types
 from numba.extending import overload
@@ -52,6 +55,33 @@ def _negative_element(x, params):
     if isinstance(params, types.BaseTuple) and len(params) == 4:
         return lambda x, params: _math.focal_negative_term(x, params[1], params[3])
     return lambda x, params: _math.bce_negative_term(x)
+
+
+def negative_element_sq(x, params):
+    """``negative_element`` when ``squares_negatives(params)``: focal with ``gamma_neg = 2``
+    (``_math.focal_negative_term_sq``: ``p**2`` as ``p * p``, no second exp)."""
+    if len(params) == 4:
+        return _math.focal_negative_term_sq(x, params[3])
+    return _math.bce_negative_term(x)
+
+
+@overload(negative_element_sq, inline="always")
+def _negative_element_sq(x, params):
+    if isinstance(params, types.BaseTuple) and len(params) == 4:
+        return lambda x, params: _math.focal_negative_term_sq(x, params[3])
+    return lambda x, params: _math.bce_negative_term(x)
+
+
+def squares_negatives(params):
+    """Whether negatives are focused with ``p**2`` (focal ``gamma_neg == 2``)."""
+    return len(params) == 4 and params[1] == 2
+
+
+@overload(squares_negatives, inline="always")
+def _squares_negatives(params):
+    if isinstance(params, types.BaseTuple) and len(params) == 4:
+        return lambda params: params[1] == 2
+    return lambda params: False
 
 
 def shifts_negatives(params):
@@ -98,6 +128,7 @@ def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use
     one = _math.cast_like(xr[0], 1.0)
     pw0 = prm[0]
     general = y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
+    squared = squares_negatives(prm)
     total = 0.0
     for b0 in range(0, n, BLOCK):
         b1 = min(b0 + BLOCK, n)
@@ -111,6 +142,13 @@ def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use
                 w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
                 pw = _math.cast_like(xr[0], pwb[j]) if use_pw else pw0
                 lj, gj = element(xb[j], y0, pw, prm)
+                acc += w * lj
+                if want_grad:
+                    gb[j] = scale * w * gj
+        elif squared:                            # plain negatives, gamma_neg = 2
+            for j in range(xb.size):
+                w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
+                lj, gj = negative_element_sq(xb[j], prm)
                 acc += w * lj
                 if want_grad:
                     gb[j] = scale * w * gj
