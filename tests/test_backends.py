@@ -637,6 +637,23 @@ def test_rows_longer_than_a_block(backend, family, c):
                 run_and_check(family, backend, logits, targets, kwargs, reduction)
 
 
+@pytest.mark.parametrize("alpha", [0.25, -1.0])
+def test_sigmoid_focal_squared_negatives(backend, alpha):
+    """gamma_neg = 2 without smoothing or clipping: the background of CSR targets takes
+    ``_math.focal_negative_term_sq`` (p * p, no second exp) in the CPU kernels. Rows of odd
+    length longer than a block (the Cython loop's two halves and its odd last element), with
+    class weights, against the reference; gamma_neg = 2 given explicitly and by default."""
+    c = sim_shrink([5001], [71])[0]
+    for dtype in DTYPES:
+        rng = np.random.default_rng(seed_of("focal-sq", c, alpha))
+        logits = _long_rows(rng, c, dtype)
+        targets = make_targets(rng, "sigmoid_focal_loss", "multilabel", 5, c, dense_dtype=dtype)
+        weights = rng.uniform(0.2, 2.0, c)
+        for extra in ({}, {"gamma_neg": 2.0}):
+            run_and_check("sigmoid_focal_loss", backend, logits, targets,
+                          {"gamma": 2.0, "alpha": alpha, "class_weight": weights, **extra}, "sum")
+
+
 @pytest.mark.parametrize("cached_row_bytes", [0, 1 << 40], ids=["online", "cached"])
 def test_softmax_ce_both_gradient_paths(backend, cached_row_bytes, monkeypatch):
     """Softmax CE with a gradient and no smoothing takes the three-pass cached form for rows of
