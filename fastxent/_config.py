@@ -10,6 +10,22 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _env_int(name: str, default: int) -> int:
+    """A non-negative integer from the environment variable ``name`` (``default`` when unset
+    or empty); anything else raises a ValueError that names the variable."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"environment variable {name}={text!r}: expected a non-negative "
+                         f"integer; unset it to use the default ({default})")
+    return value
+
+
 #: ``FASTXENT_DISABLE_NUMBA=1``: never import numba; ``backend="auto"`` falls back.
 DISABLE_NUMBA = _env_flag("FASTXENT_DISABLE_NUMBA")
 
@@ -22,9 +38,9 @@ ROW_BLOCK = 2048
 REDUCTIONS = ("none", "sum", "mean", "batchmean")
 
 
-def _l2_bytes(default: int = 1 << 20) -> int:
-    """One core's L2 cache in bytes (Linux sysfs; ``default`` where it cannot be read)."""
-    base = "/sys/devices/system/cpu/cpu0/cache"
+def _l2_bytes(default: int = 1 << 20, base: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """One core's L2 cache in bytes (Linux sysfs ``index*/level`` and ``size``, e.g. "2048K";
+    ``default`` where it cannot be read)."""
     try:
         for entry in sorted(os.listdir(base)):
             with open(os.path.join(base, entry, "level")) as f:
@@ -45,17 +61,17 @@ def _l2_bytes(default: int = 1 << 20) -> int:
 #: per element, instead of the online form's two. Half of one core's L2 (the gradient row needs
 #: the other half); measured on a 2 MiB L2: 1 MiB rows (256 x 262144 float32) 45.6 -> 39.1 ms.
 #: Passed to the kernels as an argument (a module global would be frozen into Numba's cache).
-CACHED_ROW_BYTES = int(os.environ.get("FASTXENT_CACHED_ROW_BYTES", "0")) or _l2_bytes() // 2
+CACHED_ROW_BYTES = _env_int("FASTXENT_CACHED_ROW_BYTES", 0) or _l2_bytes() // 2
 
 # CUDA backend (fastxent/backends/numba_cuda). Read by the launcher at each call, passed to the
 # kernels as launch configuration and arguments (never read inside a kernel).
 #: Threads per block; a multiple of 32 (whole warps) on a GPU. 256 keeps 8 blocks resident per
 #: SM, so a long row's second read (the gradient pass) still finds it in L2.
-CUDA_THREADS_PER_BLOCK = int(os.environ.get("FASTXENT_CUDA_THREADS_PER_BLOCK", "256"))
+CUDA_THREADS_PER_BLOCK = _env_int("FASTXENT_CUDA_THREADS_PER_BLOCK", 256)
 #: Threads per row = the smallest power of two >= C / this (at most a block): short rows share a
 #: block (rows per block = threads per block / threads per row), long rows get a whole block.
-CUDA_ELEMENTS_PER_THREAD = int(os.environ.get("FASTXENT_CUDA_ELEMENTS_PER_THREAD", "8"))
+CUDA_ELEMENTS_PER_THREAD = _env_int("FASTXENT_CUDA_ELEMENTS_PER_THREAD", 8)
 #: At most this many blocks per launch; the kernels' grid-stride loops cover the other rows.
-CUDA_MAX_BLOCKS = int(os.environ.get("FASTXENT_CUDA_MAX_BLOCKS", "65536"))
+CUDA_MAX_BLOCKS = _env_int("FASTXENT_CUDA_MAX_BLOCKS", 65536)
 #: Threads of the one-block kernel that sums the row losses (fixed order: deterministic).
 CUDA_SUM_THREADS = 256

@@ -1,0 +1,64 @@
+"""``fastxent._config``: the L2 size that sets the softmax CE cached-row cutoff, and integer
+environment overrides (a bad value names its variable)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastxent import _config
+
+
+def _cache_entry(base, name, level, size):
+    d = base / name
+    d.mkdir()
+    (d / "level").write_text(f"{level}\n")
+    (d / "size").write_text(f"{size}\n")
+
+
+@pytest.mark.parametrize("size,expected", [("2048K", 2 << 20), ("1M", 1 << 20),
+                                           ("524288", 524288)])
+def test_l2_bytes_reads_the_level_2_entry(tmp_path, size, expected):
+    _cache_entry(tmp_path, "index0", 1, "48K")
+    _cache_entry(tmp_path, "index1", 1, "32K")
+    _cache_entry(tmp_path, "index2", 2, size)
+    _cache_entry(tmp_path, "index3", 3, "480M")
+    assert _config._l2_bytes(base=str(tmp_path)) == expected
+
+
+def test_l2_bytes_default_without_sysfs(tmp_path):
+    assert _config._l2_bytes(default=12345, base=str(tmp_path / "missing")) == 12345
+    _cache_entry(tmp_path, "index0", 2, "garbage")
+    assert _config._l2_bytes(default=12345, base=str(tmp_path)) == 12345
+
+
+def test_cached_row_bytes_is_half_an_l2_or_the_override():
+    assert _config.CACHED_ROW_BYTES > 0
+    if not os.environ.get("FASTXENT_CACHED_ROW_BYTES"):
+        assert _config.CACHED_ROW_BYTES == _config._l2_bytes() // 2
+
+
+def test_env_int(monkeypatch):
+    monkeypatch.delenv("FASTXENT_TEST_INT", raising=False)
+    assert _config._env_int("FASTXENT_TEST_INT", 7) == 7
+    monkeypatch.setenv("FASTXENT_TEST_INT", " 4096 ")
+    assert _config._env_int("FASTXENT_TEST_INT", 7) == 4096
+    for bad in ("1.5", "lots", "-3"):
+        monkeypatch.setenv("FASTXENT_TEST_INT", bad)
+        with pytest.raises(ValueError, match=r"FASTXENT_TEST_INT=.*non-negative integer"):
+            _config._env_int("FASTXENT_TEST_INT", 7)
+
+
+def test_bad_override_at_import_names_the_variable():
+    env = dict(os.environ, FASTXENT_CACHED_ROW_BYTES="1MB")
+    run = subprocess.run([sys.executable, "-c", "import fastxent"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "FASTXENT_CACHED_ROW_BYTES='1MB'" in run.stderr
+    env["FASTXENT_CACHED_ROW_BYTES"] = "4096"
+    out = subprocess.run([sys.executable, "-c",
+                          "from fastxent import _config; print(_config.CACHED_ROW_BYTES)"],
+                         env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "4096"
