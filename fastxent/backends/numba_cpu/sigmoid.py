@@ -145,6 +145,8 @@ def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use
                 acc += w * lj
                 if want_grad:
                     gb[j] = scale * w * gj
+        # (the next two loops differ only in the element function: choosing it per element
+        # would be if-converted into computing both, the second exp the first loop saves)
         elif squared:                            # plain negatives, gamma_neg = 2
             for j in range(xb.size):
                 w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
