@@ -673,6 +673,37 @@ def test_softmax_ce_both_gradient_paths(backend, cached_row_bytes, monkeypatch):
                           "mean")
 
 
+@pytest.mark.parametrize("offset", [0, 1, 5])
+def test_softmax_ce_gradient_at_any_alignment(backend, offset):
+    """The cached softmax CE gradient goes out in whole cache lines (non-temporal stores on the
+    CPU) with plain stores for the partial lines at a row's ends: rows of any length starting
+    at any address (a buffer ``offset`` elements past an aligned one), into a caller's buffer
+    and in place, give the reference's gradient, and nothing outside the rows is written."""
+    for dtype in DTYPES:
+        for c in sim_shrink([1, 3, 16, 17, 40, 1001], [1, 3, 17]):
+            rng = np.random.default_rng(seed_of("align", c, offset))
+            logits = (rng.standard_normal((3, c)) * 3).astype(dtype)
+            for targets in (rng.integers(0, c, size=3),
+                            fastxent.MultiLabel.from_lists([[0], [c - 1, 0][:c], []], c)):
+                e_loss, e_grad = expected("softmax_cross_entropy", logits, targets, {}, "sum")
+                store = np.full(logits.size + offset + 1, 7.0, dtype=dtype)
+                out = store[offset:offset + logits.size].reshape(logits.shape)
+                loss, grad = fastxent.softmax_cross_entropy(
+                    logits, targets, reduction="sum", return_grad=True, grad_out=out,
+                    backend=backend)
+                assert np.shares_memory(grad, out)
+                assert_loss_close(loss, e_loss, dtype)
+                assert_grad_close(out, e_grad, dtype)
+                assert np.all(store[:offset] == 7.0) and store[-1] == 7.0
+                store[offset:offset + logits.size] = logits.ravel()
+                loss, grad = fastxent.softmax_cross_entropy(
+                    out, targets, reduction="sum", return_grad=True, grad_out=out,
+                    backend=backend)
+                assert_loss_close(loss, e_loss, dtype)
+                assert_grad_close(out, e_grad, dtype)
+                assert np.all(store[:offset] == 7.0) and store[-1] == 7.0
+
+
 @pytest.mark.parametrize("family", SOFTMAX)
 @pytest.mark.parametrize("form", SOFTMAX_FORMS)
 def test_softmax_shift_invariance(backend, family, form):

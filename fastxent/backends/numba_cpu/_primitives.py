@@ -56,6 +56,77 @@ def _arithmetic_fence(typingctx, value):
     return value(value), codegen
 
 
+@intrinsic
+def maximum(typingctx, a, b):
+    """``llvm.maximum``: the larger of two floats, NaN if either is NaN. Unlike ``a if a > b
+    else b`` (which LLVM does not vectorise as a reduction without the no-NaN flag), a loop
+    reducing with it vectorises: a row's max runs at memory speed."""
+    if not isinstance(a, types.Float) or a != b:
+        return None
+
+    def codegen(context, builder, signature, args):
+        llty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.maximum", [llty],
+                                              ir.FunctionType(llty, [llty, llty]))
+        return builder.call(fn, list(args))
+    return a(a, b), codegen
+
+
+#: Bytes written by one ``stream_scaled`` (a cache line; 16 float32 or 8 float64).
+STREAM_BYTES = 64
+
+
+@intrinsic
+def address_of(typingctx, arr):
+    """The address of ``arr``'s first element, as an int64."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.ptrtoint(data, ir.IntType(64))
+    return types.int64(arr), codegen
+
+
+@intrinsic
+def stream_scaled(typingctx, dst, d0, src, s0, a):
+    """``dst[d0:d0+L] = a * src[s0:s0+L]`` for one cache line (``L = STREAM_BYTES / itemsize``)
+    with a non-temporal store: the line goes to memory without being read first (a plain store
+    reads the line it writes: a third of a kernel's memory traffic). ``dst[d0]`` must be
+    ``STREAM_BYTES``-aligned (the caller checks); ``src`` may be unaligned. Follow a run of them
+    with ``store_fence()``."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array)
+            and dst.dtype == src.dtype == a and isinstance(a, types.Float)):
+        return None
+    lanes = STREAM_BYTES * 8 // a.bitwidth
+
+    def codegen(context, builder, signature, args):
+        d = context.make_array(signature.args[0])(context, builder, args[0])
+        s = context.make_array(signature.args[2])(context, builder, args[2])
+        vty = ir.VectorType(args[4].type, lanes)
+        dp = builder.bitcast(builder.gep(d.data, [args[1]]), vty.as_pointer())
+        sp = builder.bitcast(builder.gep(s.data, [args[3]]), vty.as_pointer())
+        v = builder.load(sp, align=a.bitwidth // 8)
+        av = builder.insert_element(ir.Constant(vty, ir.Undefined), args[4], ir.IntType(32)(0))
+        av = builder.shuffle_vector(av, ir.Constant(vty, ir.Undefined),
+                                    ir.Constant(ir.VectorType(ir.IntType(32), lanes),
+                                                [0] * lanes))
+        store = builder.store(builder.fmul(v, av), dp, align=STREAM_BYTES)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+        return context.get_dummy_value()
+    return types.none(dst, d0, src, s0, a), codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """A full memory fence: orders the non-temporal stores before it (they are weakly
+    ordered) with everything after, so another thread reading the gradient sees them."""
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
 #: The LLVM function attribute ``wide_vectors()`` sets (see there).
 WIDE_VECTORS_ATTRIBUTE = '"prefer-vector-width"="512"'
 

@@ -9,7 +9,8 @@ from numba import njit
 
 from ... import _math
 from . import _primitives  # noqa: F401  (registers _math for Numba)
-from ._primitives import JIT_OPTIONS, wide_vectors
+from ._primitives import (JIT_OPTIONS, STREAM_BYTES, address_of, maximum, store_fence,
+                          stream_scaled, wide_vectors)
 
 BLOCK = 512    # elements per block: float32 partial sums over a block stay accurate (< 2e-6
 #                relative even in the worst case, with 8-lane vector accumulators), then go to
@@ -20,39 +21,12 @@ _jit = njit(**JIT_OPTIONS)
 
 @njit(inline="always", **JIT_OPTIONS)
 def block_max(xr):
-    """max of a row slice (NaN is skipped here; it propagates through the sum of exp)."""
+    """max of a row slice, NaN if it holds a NaN (``maximum``: the loop vectorises)."""
     wide_vectors()
-    neg_inf = _math.cast_like(xr[0], -math.inf)
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = neg_inf
-    n = xr.size
-    n8 = n - n % 8
-    for j in range(0, n8, 8):        # eight independent accumulators vectorise; one does not
-        v = xr[j]
-        m0 = v if v > m0 else m0
-        v = xr[j + 1]
-        m1 = v if v > m1 else m1
-        v = xr[j + 2]
-        m2 = v if v > m2 else m2
-        v = xr[j + 3]
-        m3 = v if v > m3 else m3
-        v = xr[j + 4]
-        m4 = v if v > m4 else m4
-        v = xr[j + 5]
-        m5 = v if v > m5 else m5
-        v = xr[j + 6]
-        m6 = v if v > m6 else m6
-        v = xr[j + 7]
-        m7 = v if v > m7 else m7
-    for j in range(n8, n):
-        v = xr[j]
-        m0 = v if v > m0 else m0
-    m0 = m1 if m1 > m0 else m0
-    m2 = m3 if m3 > m2 else m2
-    m4 = m5 if m5 > m4 else m4
-    m6 = m7 if m7 > m6 else m6
-    m0 = m2 if m2 > m0 else m0
-    m4 = m6 if m6 > m4 else m4
-    return m4 if m4 > m0 else m0
+    m = _math.cast_like(xr[0], -math.inf)
+    for j in range(xr.size):
+        m = maximum(m, xr[j])
+    return m
 
 
 @_jit
@@ -89,7 +63,7 @@ def row_stats(xr):
 
 @_jit
 def row_max(xr):
-    """``max x`` of a whole row (vectorised; NaN skipped, as in ``block_max``)."""
+    """``max x`` of a whole row (vectorised; NaN if the row holds one, as ``block_max``)."""
     return block_max(xr)
 
 
@@ -126,6 +100,24 @@ def scale_row(gr, a):
     wide_vectors()
     for j in range(gr.size):
         gr[j] = a * gr[j]
+
+
+@_jit
+def stream_scaled_row(gr, src, a):
+    """``gr[j] = a * src[j]`` with non-temporal stores (``stream_scaled``) for the cache lines
+    ``gr`` covers whole, plain stores for the partial lines at either end."""
+    wide_vectors()
+    n = gr.size
+    lanes = STREAM_BYTES // gr.itemsize
+    head = min(n, (-address_of(gr)) % STREAM_BYTES // gr.itemsize)
+    body = head + (n - head) // lanes * lanes
+    for j in range(head):
+        gr[j] = a * src[j]
+    for j in range(head, body, lanes):
+        stream_scaled(gr, j, src, j, a)
+    for j in range(body, n):
+        gr[j] = a * src[j]
+    store_fence()
 
 
 @_jit

@@ -1,5 +1,6 @@
 """Entry point of the Numba CPU backend: ``run(job)`` picks the kernel for a validated job
 (``fastxent._checks.Canonical``), fills ``job.grad`` if set, and returns the row losses."""
+import numba
 import numpy as np
 
 from ... import _config
@@ -36,8 +37,12 @@ def run(job):
         options = (job.label_smoothing, job.z_loss, job.grad_scale, cw_sum,
                    float(_config.CACHED_ROW_BYTES))
         if sparse:
+            cached = (want_grad and job.label_smoothing == 0.0
+                      and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES)
+            row_bufs = np.empty((numba.get_num_threads(), n_classes) if cached else (1, 0),
+                                dtype=logits.dtype)
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
-                                row_loss, grad, want_grad, pos_buf)
+                                row_loss, grad, want_grad, pos_buf, row_bufs)
         else:
             softmax_xent_dense(logits, job.dense, cw, sw, options, row_loss, grad, want_grad)
     elif family == "softmax_focal":

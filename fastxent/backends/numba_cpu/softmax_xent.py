@@ -17,11 +17,11 @@ A row function does the work; the kernel is a parallel loop over rows.
 """
 import math
 
-from numba import njit, prange
+from numba import get_thread_id, njit, prange
 
 from ... import _math
 from ._primitives import JIT_OPTIONS, wide_vectors
-from ._rows import (argmax_of, row_max, row_stats, row_sum_gap, scale_row,
+from ._rows import (argmax_of, row_max, row_stats, row_sum_gap, stream_scaled_row,
                     sum_exp_store, write_softmax_grad)
 
 
@@ -33,7 +33,7 @@ def exact_grad(gap, mass_rest, u):
 
 @njit(**JIT_OPTIONS)
 def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, sw, options,
-               pos_buf):
+               pos_buf, row_buf):
     wide_vectors()
     eps, z_loss, grad_scale, cw_sum, cached_row_bytes = options
     n_classes = xr.size
@@ -44,9 +44,10 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
         if want_grad:
             gr[:] = 0.0
         return 0.0
-    if want_grad and eps == 0.0 and n_classes * xr.itemsize <= cached_row_bytes:
+    if (want_grad and eps == 0.0 and n_classes * xr.itemsize <= cached_row_bytes
+            and row_buf.size == n_classes):
         return cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw,
-                                 options, mass_pos, pos_buf)
+                                 options, mass_pos, pos_buf, row_buf)
     # 1. row statistics
     m, s1 = row_stats(xr)
     s = 1.0 + s1
@@ -90,19 +91,27 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
 
 
 @njit(**JIT_OPTIONS)
+def thread_row(row_bufs):
+    """The calling thread's row of ``row_bufs`` (an empty row if it has none)."""
+    t = get_thread_id()
+    return row_bufs[t] if t < row_bufs.shape[0] else row_bufs[0, :0]
+
+
+@njit(**JIT_OPTIONS)
 def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, options,
-                      mass_pos, pos_buf):
+                      mass_pos, pos_buf, row_buf):
     """``sparse_row`` with a gradient, no label smoothing, and a row that stays in L2: the max
-    first, then ``exp(x - m)`` summed and stored in the gradient, then rescaled in place (one
-    exp per element; the same loss and gradient formulas). ``pos_buf`` holds ``m - x_c`` of the
-    positives (read before the row is overwritten: logits may alias grad), then their gradients."""
+    first, then ``exp(x - m)`` summed and stored in ``row_buf`` (this thread's row-sized
+    buffer, which stays in cache), then scaled into the gradient with non-temporal stores (one
+    exp per element; the gradient is written without being read; the same loss and gradient
+    formulas). ``pos_buf`` holds ``m - x_c`` of the positives, then their gradients."""
     wide_vectors()
     eps, z_loss, grad_scale, cw_sum, cached_row_bytes = options
     # 1. row statistics: the max, then the sum of exp stored into gr
     m = row_max(xr)
     for k in range(cols.size):
         pos_buf[k] = _math.fence(float(m) - float(xr[cols[k]]))
-    s1 = sum_exp_store(xr, gr, m)
+    s1 = sum_exp_store(xr, row_buf, m)
     s = 1.0 + s1
     log_s = math.log1p(s1)
     lse = float(m) + log_s
@@ -116,7 +125,7 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
         wy_sum += wy
         wy_gap += wy * pos_buf[k]
     loss = sw * (wy_gap + wy_sum * log_s + z_loss * lse * lse)
-    # 3. gradient: rescale the stored exp, then the positives' exact values
+    # 3. gradient: the stored exp scaled into the gradient, then the positives' exact values
     scale = sw * grad_scale
     for k in range(cols.size):
         c = cols[k]
@@ -125,7 +134,8 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
             wy *= class_weight[c]
         pos_buf[k] = scale * exact_grad(pos_buf[k] + log_s, wy_sum - wy + 2.0 * z_loss * lse,
                                         wy)
-    scale_row(gr, _math.cast_like(m, scale * (wy_sum + 2.0 * z_loss * lse) / s))
+    a = _math.cast_like(m, scale * (wy_sum + 2.0 * z_loss * lse) / s)
+    stream_scaled_row(gr, row_buf, a)
     for k in range(cols.size):
         gr[cols[k]] = _math.cast_like(m, pos_buf[k])
     return loss
@@ -186,10 +196,12 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
 
 @njit(parallel=True, **JIT_OPTIONS)
 def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_weight, options,
-                        row_loss, grad, want_grad, pos_buf):
+                        row_loss, grad, want_grad, pos_buf, row_bufs):
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights, the longest row in
     bytes for the cached three-pass gradient (``_config.CACHED_ROW_BYTES``)). Absent optional
-    arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array."""
+    arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array. ``row_bufs`` has a
+    row per thread for the cached gradient ([T, C], T = ``numba.get_num_threads()``), or is
+    empty ([1, 0]): then every row takes the one-read path."""
     wide_vectors()
     has_values = values.size > 0
     has_cw = class_weight.size > 0
@@ -200,7 +212,8 @@ def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_we
         row_loss[i] = sparse_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
                                  indices[k0:k1], values[k0:k1] if has_values else values,
                                  has_values, class_weight, has_cw,
-                                 sample_weight[i] if has_sw else 1.0, options, pos_buf[k0:k1])
+                                 sample_weight[i] if has_sw else 1.0, options, pos_buf[k0:k1],
+                                 thread_row(row_bufs))
 
 
 @njit(parallel=True, **JIT_OPTIONS)
