@@ -5,11 +5,15 @@
  * - FXT_FENCE(x): x itself, but the compiler may not reassociate arithmetic across it (the
  *   kernels are built with -fassociative-math so that long sums vectorise; the fence keeps
  *   Cody-Waite range reductions and (m - x) + log_s exact, like _math.fence in Numba);
+ * - fxt_stream_scaled_f32/_f64: a scaled copy with non-temporal stores;
+ * - fxt_max_f32/_f64: a row's max with vector max instructions;
  * - FXT_HAVE_OPENMP: 1 when compiled with OpenMP.
  */
 #ifndef FXT_SUPPORT_H
 #define FXT_SUPPORT_H
 
+#include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -66,6 +70,153 @@ static inline int fxt_cpu_level(void) {
 #else
 static inline int fxt_cpu_level(void) { return 0; }
 #endif
+
+/* fxt_stream_scaled_f32/_f64(dst, src, n, a): dst[j] = a * src[j] for j < n, the vectors of dst
+ * that are whole aligned ones written with non-temporal stores (the line goes to memory without
+ * being read first, as Numba's stream_scaled), plain stores for the ends; then a store fence.
+ * Mirror of numba_cpu/_rows.stream_scaled_row. Without x86 vector extensions: plain stores. */
+#if defined(__x86_64__) || defined(_M_X64)
+#  include <immintrin.h>
+#endif
+#if defined(__AVX512F__)
+#  define FXT_STREAM_BYTES 64
+#elif defined(__AVX__)
+#  define FXT_STREAM_BYTES 32
+#elif defined(__SSE2__)
+#  define FXT_STREAM_BYTES 16
+#else
+#  define FXT_STREAM_BYTES 0
+#endif
+
+#define FXT_STREAM_HEAD(dst, n, T, j)                                                      \
+    ptrdiff_t j = 0, head_ = (ptrdiff_t)(((uintptr_t)0 - (uintptr_t)(dst))                 \
+                                         % FXT_STREAM_BYTES / sizeof(T));                   \
+    if (head_ > n) head_ = n;                                                               \
+    for (; j < head_; j++) dst[j] = a * src[j];
+
+static inline void fxt_stream_scaled_f32(float* dst, const float* src, ptrdiff_t n, float a) {
+#if FXT_STREAM_BYTES == 0
+    ptrdiff_t j = 0;
+#else
+    FXT_STREAM_HEAD(dst, n, float, j)
+#  if FXT_STREAM_BYTES == 64
+    __m512 va = _mm512_set1_ps(a);
+    for (; j + 16 <= n; j += 16)
+        _mm512_stream_ps(dst + j, _mm512_mul_ps(va, _mm512_loadu_ps(src + j)));
+#  elif FXT_STREAM_BYTES == 32
+    __m256 va = _mm256_set1_ps(a);
+    for (; j + 8 <= n; j += 8)
+        _mm256_stream_ps(dst + j, _mm256_mul_ps(va, _mm256_loadu_ps(src + j)));
+#  else
+    __m128 va = _mm_set1_ps(a);
+    for (; j + 4 <= n; j += 4)
+        _mm_stream_ps(dst + j, _mm_mul_ps(va, _mm_loadu_ps(src + j)));
+#  endif
+    _mm_sfence();
+#endif
+    for (; j < n; j++) dst[j] = a * src[j];
+}
+
+static inline void fxt_stream_scaled_f64(double* dst, const double* src, ptrdiff_t n, double a) {
+#if FXT_STREAM_BYTES == 0
+    ptrdiff_t j = 0;
+#else
+    FXT_STREAM_HEAD(dst, n, double, j)
+#  if FXT_STREAM_BYTES == 64
+    __m512d va = _mm512_set1_pd(a);
+    for (; j + 8 <= n; j += 8)
+        _mm512_stream_pd(dst + j, _mm512_mul_pd(va, _mm512_loadu_pd(src + j)));
+#  elif FXT_STREAM_BYTES == 32
+    __m256d va = _mm256_set1_pd(a);
+    for (; j + 4 <= n; j += 4)
+        _mm256_stream_pd(dst + j, _mm256_mul_pd(va, _mm256_loadu_pd(src + j)));
+#  else
+    __m128d va = _mm_set1_pd(a);
+    for (; j + 2 <= n; j += 2)
+        _mm_stream_pd(dst + j, _mm_mul_pd(va, _mm_loadu_pd(src + j)));
+#  endif
+    _mm_sfence();
+#endif
+    for (; j < n; j++) dst[j] = a * src[j];
+}
+
+/* fxt_max_f32/_f64(x, n): max of x[0..n), NaN if one of them is NaN (n = 0: -inf), as Numba's
+ * block_max (llvm.maximum). gcc turns neither a running ``v > m ? v : m`` nor sixteen such lanes
+ * into vector max instructions without finite-math flags; these use them directly (AVX-512 or
+ * AVX builds) with a separate unordered check for the NaN. */
+#define FXT_MAX_TAIL(T)                                                                     \
+    for (; j < n; j++) {                                                                    \
+        T v = x[j];                                                                         \
+        nan |= v != v;                                                                      \
+        m = v > m ? v : m;                                                                  \
+    }                                                                                       \
+    return nan ? (T)NAN : m;
+
+static inline float fxt_max_f32(const float* x, ptrdiff_t n) {
+    float m = -INFINITY;
+    int nan = 0;
+    ptrdiff_t j = 0;
+#if FXT_STREAM_BYTES == 64
+    __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+    __mmask16 bad = 0;
+    for (; j + 32 <= n; j += 32) {
+        __m512 v0 = _mm512_loadu_ps(x + j), v1 = _mm512_loadu_ps(x + j + 16);
+        m0 = _mm512_max_ps(v0, m0);
+        m1 = _mm512_max_ps(v1, m1);
+        bad |= _mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q);
+    }
+    m = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+    nan = bad != 0;
+#elif FXT_STREAM_BYTES == 32
+    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, bad = _mm256_setzero_ps();
+    for (; j + 16 <= n; j += 16) {
+        __m256 v0 = _mm256_loadu_ps(x + j), v1 = _mm256_loadu_ps(x + j + 8);
+        m0 = _mm256_max_ps(v0, m0);
+        m1 = _mm256_max_ps(v1, m1);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(v0, v1, _CMP_UNORD_Q));
+    }
+    {
+        float lanes[8];
+        _mm256_storeu_ps(lanes, _mm256_max_ps(m0, m1));
+        for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+    }
+    nan = _mm256_movemask_ps(bad) != 0;
+#endif
+    FXT_MAX_TAIL(float)
+}
+
+static inline double fxt_max_f64(const double* x, ptrdiff_t n) {
+    double m = -INFINITY;
+    int nan = 0;
+    ptrdiff_t j = 0;
+#if FXT_STREAM_BYTES == 64
+    __m512d m0 = _mm512_set1_pd(-INFINITY), m1 = m0;
+    __mmask8 bad = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512d v0 = _mm512_loadu_pd(x + j), v1 = _mm512_loadu_pd(x + j + 8);
+        m0 = _mm512_max_pd(v0, m0);
+        m1 = _mm512_max_pd(v1, m1);
+        bad |= _mm512_cmp_pd_mask(v0, v1, _CMP_UNORD_Q);
+    }
+    m = _mm512_reduce_max_pd(_mm512_max_pd(m0, m1));
+    nan = bad != 0;
+#elif FXT_STREAM_BYTES == 32
+    __m256d m0 = _mm256_set1_pd(-INFINITY), m1 = m0, bad = _mm256_setzero_pd();
+    for (; j + 8 <= n; j += 8) {
+        __m256d v0 = _mm256_loadu_pd(x + j), v1 = _mm256_loadu_pd(x + j + 4);
+        m0 = _mm256_max_pd(v0, m0);
+        m1 = _mm256_max_pd(v1, m1);
+        bad = _mm256_or_pd(bad, _mm256_cmp_pd(v0, v1, _CMP_UNORD_Q));
+    }
+    {
+        double lanes[4];
+        _mm256_storeu_pd(lanes, _mm256_max_pd(m0, m1));
+        for (int l = 0; l < 4; l++) m = lanes[l] > m ? lanes[l] : m;
+    }
+    nan = _mm256_movemask_pd(bad) != 0;
+#endif
+    FXT_MAX_TAIL(double)
+}
 
 #ifdef _OPENMP
 #  define FXT_HAVE_OPENMP 1

@@ -18,7 +18,7 @@ from ._scalar cimport exp_nonpos, fence
 cdef enum:
     BLOCK = 512    # elements per block: float32 partial sums over a block stay accurate, then go
     #                to float64; a block is 2 KiB of float32, so its second read hits L1
-    MAX_LANES = 16  # independent accumulators of block_max (one AVX-512 vector of float32)
+    MAX_LANES = 16  # independent accumulators of the lane sums (one AVX-512 vector of float32)
 
 
 cdef inline floating lane_sum(const floating* v, Py_ssize_t n) noexcept nogil:
@@ -64,28 +64,18 @@ cdef inline floating count_equal(const floating* v, Py_ssize_t n, floating m) no
     return lanes[0]
 
 
+cdef extern from "_fxt_support.h" nogil:
+    float fxt_max_f32(const float* x, Py_ssize_t n)
+    double fxt_max_f64(const double* x, Py_ssize_t n)
+
+
 cdef inline floating block_max(const floating* xr, Py_ssize_t n) noexcept nogil:
-    """max of a row slice (NaN is skipped here; it propagates through the sum of exp).
-    Sixteen independent lanes: the compiler turns ``v > m ? v : m`` on them into vector max
-    instructions; one running maximum would not vectorise without finite-math."""
-    cdef floating lanes[MAX_LANES]
-    cdef floating v, best
-    cdef Py_ssize_t j, l, n_full = n - n % MAX_LANES
-    for l in range(MAX_LANES):
-        lanes[l] = -INFINITY
-    j = 0
-    while j < n_full:
-        for l in range(MAX_LANES):
-            v = xr[j + l]
-            lanes[l] = v if v > lanes[l] else lanes[l]
-        j += MAX_LANES
-    for j in range(n_full, n):
-        v = xr[j]
-        lanes[0] = v if v > lanes[0] else lanes[0]
-    best = lanes[0]
-    for l in range(1, MAX_LANES):
-        best = lanes[l] if lanes[l] > best else best
-    return best
+    """max of a row slice, NaN if it holds a NaN (``fxt_max_*`` in _fxt_support.h: gcc does not
+    vectorise ``v > m ? v : m`` itself without finite-math flags)."""
+    if floating is float:
+        return fxt_max_f32(xr, n)
+    else:
+        return fxt_max_f64(xr, n)
 
 
 cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) noexcept nogil:
@@ -125,7 +115,7 @@ cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) 
 
 
 cdef inline floating row_max(const floating* xr, Py_ssize_t n) noexcept nogil:
-    """``max x`` of a whole row (NaN skipped, as in ``block_max``)."""
+    """``max x`` of a whole row (NaN if the row holds one, as ``block_max``)."""
     return block_max(xr, n)
 
 
@@ -162,6 +152,21 @@ cdef inline void scale_row(floating* gr, Py_ssize_t n, floating a) noexcept nogi
     cdef Py_ssize_t j
     for j in range(n):
         gr[j] = a * gr[j]
+
+
+cdef extern from "_fxt_support.h" nogil:
+    void fxt_stream_scaled_f32(float* dst, const float* src, Py_ssize_t n, float a)
+    void fxt_stream_scaled_f64(double* dst, const double* src, Py_ssize_t n, double a)
+
+
+cdef inline void stream_scaled_row(floating* gr, const floating* src, Py_ssize_t n,
+                                   floating a) noexcept nogil:
+    """``gr[j] = a * src[j]`` with non-temporal stores for the whole aligned vectors of ``gr``,
+    plain stores for the ends (``fxt_stream_scaled_*`` in _fxt_support.h)."""
+    if floating is float:
+        fxt_stream_scaled_f32(gr, src, n, a)
+    else:
+        fxt_stream_scaled_f64(gr, src, n, a)
 
 
 cdef inline double row_sum_gap(const floating* xr, Py_ssize_t n, floating m,

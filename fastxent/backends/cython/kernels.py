@@ -94,8 +94,11 @@ def run(job):
         options = (job.label_smoothing, job.z_loss, job.grad_scale, cw_sum,
                    float(_config.CACHED_ROW_BYTES))
         if sparse:
+            cached = (want_grad and job.label_smoothing == 0.0
+                      and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES)
+            row_bufs = np.empty((n_threads, n_classes) if cached else (1, 0), dtype=logits.dtype)
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
-                                row_loss, grad, want_grad, pos_buf, n_threads)
+                                row_loss, grad, want_grad, pos_buf, row_bufs, n_threads)
         else:
             softmax_xent_dense(logits, dense, cw, sw, options, row_loss, grad, want_grad,
                                n_threads)

@@ -16,13 +16,13 @@ the logits may be the gradient buffer: every read of x_j happens before its writ
 Targets: sparse (CSR; class indices arrive here as one positive per row) or dense [N, C].
 A row function does the work; the kernel is an OpenMP ``prange`` over rows.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from cython cimport floating
 from libc.math cimport exp as libm_exp, expm1 as libm_expm1, log1p as libm_log1p
 from libc.stdint cimport int64_t
 
 from ._scalar cimport exp_nonpos, fence
-from ._rows cimport (argmax_of, row_max, row_stats, row_sum_gap, scale_row,
+from ._rows cimport (argmax_of, row_max, row_stats, row_sum_gap, stream_scaled_row,
                      sum_exp_store, write_softmax_grad)
 
 ctypedef fused target_t:
@@ -39,7 +39,7 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
                        const int64_t* cols, const double* vals, Py_ssize_t n_pos,
                        const double* class_weight, double sw, double eps, double z_loss,
                        double grad_scale, double cw_sum, double cached_row_bytes,
-                       double* pos_buf) noexcept nogil:
+                       double* pos_buf, floating* row_buf) noexcept nogil:
     cdef double mass_pos = 0.0, s1, s, log_s, lse, wy_sum, wy_gap, wy, mass, gap, loss
     cdef double scale, w, rest, u
     cdef floating m, a, b
@@ -52,9 +52,9 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
                 gr[j] = 0.0
         return 0.0
     if want_grad and eps == 0.0 and <double>(n_classes * <Py_ssize_t>sizeof(floating)) \
-            <= cached_row_bytes:
+            <= cached_row_bytes and row_buf != NULL:
         return cached_sparse_row(xr, gr, n_classes, cols, vals, n_pos, class_weight, sw,
-                                 z_loss, grad_scale, mass_pos, pos_buf)
+                                 z_loss, grad_scale, mass_pos, pos_buf, row_buf)
     # 1. row statistics
     s1 = row_stats(xr, n_classes, &m)
     s = 1.0 + s1
@@ -99,19 +99,21 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
 cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_classes,
                               const int64_t* cols, const double* vals, Py_ssize_t n_pos,
                               const double* class_weight, double sw, double z_loss,
-                              double grad_scale, double mass_pos, double* pos_buf) noexcept nogil:
+                              double grad_scale, double mass_pos, double* pos_buf,
+                              floating* row_buf) noexcept nogil:
     """``sparse_row`` with a gradient, no label smoothing, and a row that stays in L2: the max
-    first, then ``exp(x - m)`` summed and stored in the gradient, then rescaled in place (one
-    exp per element; the same loss and gradient formulas). ``pos_buf`` holds ``m - x_c`` of the
-    positives (read before the row is overwritten: logits may alias grad), then their gradients."""
+    first, then ``exp(x - m)`` summed and stored in ``row_buf`` (this thread's row-sized
+    buffer, which stays in cache), then scaled into the gradient with non-temporal stores (one
+    exp per element; the gradient is written without being read; the same loss and gradient
+    formulas). ``pos_buf`` holds ``m - x_c`` of the positives, then their gradients."""
     cdef double s1, s, log_s, lse, wy_sum, wy_gap, wy, loss, scale
     cdef floating m
     cdef Py_ssize_t k, c
-    # 1. row statistics: the max, then the sum of exp stored into gr
+    # 1. row statistics: the max, then the sum of exp stored into row_buf
     m = row_max(xr, n_classes)
     for k in range(n_pos):
         pos_buf[k] = fence(<double>m - <double>xr[cols[k]])
-    s1 = sum_exp_store(xr, gr, n_classes, m)
+    s1 = sum_exp_store(xr, row_buf, n_classes, m)
     s = 1.0 + s1
     log_s = libm_log1p(s1)
     lse = <double>m + log_s
@@ -125,7 +127,7 @@ cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_cla
         wy_sum += wy
         wy_gap += wy * pos_buf[k]
     loss = sw * (wy_gap + wy_sum * log_s + z_loss * lse * lse)
-    # 3. gradient: rescale the stored exp, then the positives' exact values
+    # 3. gradient: the stored exp scaled into the gradient, then the positives' exact values
     scale = sw * grad_scale
     for k in range(n_pos):
         c = cols[k]
@@ -133,7 +135,8 @@ cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_cla
         if class_weight != NULL:
             wy = wy * class_weight[c]
         pos_buf[k] = scale * exact_grad(pos_buf[k] + log_s, wy_sum - wy + 2.0 * z_loss * lse, wy)
-    scale_row(gr, n_classes, <floating>(scale * (wy_sum + 2.0 * z_loss * lse) / s))
+    stream_scaled_row(gr, row_buf, n_classes,
+                      <floating>(scale * (wy_sum + 2.0 * z_loss * lse) / s))
     for k in range(n_pos):
         gr[cols[k]] = <floating>pos_buf[k]
     return loss
@@ -194,10 +197,13 @@ def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr
                         const int64_t[::1] indices, const double[::1] values,
                         const double[::1] class_weight, const double[::1] sample_weight,
                         tuple options, double[::1] row_loss, floating[:, ::1] grad,
-                        bint want_grad, double[::1] pos_buf, int n_threads):
+                        bint want_grad, double[::1] pos_buf, floating[:, ::1] row_bufs,
+                        int n_threads):
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights, the longest row in
     bytes for the cached three-pass gradient (``_config.CACHED_ROW_BYTES``)). Absent optional
-    arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array."""
+    arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array. ``row_bufs`` has a
+    row per thread for the cached gradient ([n_threads, C]), or is empty ([1, 0]): then every
+    row takes the one-read path."""
     cdef double eps = options[0], z_loss = options[1], grad_scale = options[2]
     cdef double cw_sum = options[3], cached_row_bytes = options[4]
     cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], i, k0
@@ -208,6 +214,8 @@ def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr
     cdef const double* cw = &class_weight[0] if class_weight.shape[0] > 0 else NULL
     cdef double* buf = &pos_buf[0] if pos_buf.shape[0] > 0 else NULL
     cdef bint has_sw = sample_weight.shape[0] > 0
+    cdef floating* rb0 = &row_bufs[0, 0] if row_bufs.shape[1] == n_classes else NULL
+    cdef Py_ssize_t n_bufs = row_bufs.shape[0] if rb0 != NULL else 0
     for i in prange(n_rows, nogil=True, num_threads=n_threads, schedule="guided"):
         k0 = indptr[i]
         row_loss[i] = sparse_row(x0 + i * n_classes,
@@ -215,7 +223,8 @@ def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr
                                  cols + k0 if cols != NULL else cols,
                                  vals + k0 if vals != NULL else vals, indptr[i + 1] - k0, cw,
                                  sample_weight[i] if has_sw else 1.0, eps, z_loss, grad_scale,
-                                 cw_sum, cached_row_bytes, buf + k0 if buf != NULL else buf)
+                                 cw_sum, cached_row_bytes, buf + k0 if buf != NULL else buf,
+                                 rb0 + threadid() * n_classes if threadid() < n_bufs else NULL)
 
 
 def softmax_xent_dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,

@@ -5,7 +5,7 @@ long sums in float64, block by block, from float32-or-float64 partial sums over 
 """
 import math
 
-from numba import njit
+from numba import get_thread_id, njit
 
 from ... import _math
 from . import _primitives  # noqa: F401  (registers _math for Numba)
@@ -100,6 +100,13 @@ def scale_row(gr, a):
     wide_vectors()
     for j in range(gr.size):
         gr[j] = a * gr[j]
+
+
+@_jit
+def thread_row(row_bufs):
+    """The calling thread's row of ``row_bufs`` (an empty row if it has none)."""
+    t = get_thread_id()
+    return row_bufs[t] if t < row_bufs.shape[0] else row_bufs[0, :0]
 
 
 @_jit

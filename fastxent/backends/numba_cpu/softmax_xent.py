@@ -17,12 +17,12 @@ A row function does the work; the kernel is a parallel loop over rows.
 """
 import math
 
-from numba import get_thread_id, njit, prange
+from numba import njit, prange
 
 from ... import _math
 from ._primitives import JIT_OPTIONS, wide_vectors
 from ._rows import (argmax_of, row_max, row_stats, row_sum_gap, stream_scaled_row,
-                    sum_exp_store, write_softmax_grad)
+                    sum_exp_store, thread_row, write_softmax_grad)
 
 
 @njit(**JIT_OPTIONS)
@@ -88,13 +88,6 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
         for k in range(cols.size):
             gr[cols[k]] = _math.cast_like(m, pos_buf[k])
     return loss
-
-
-@njit(**JIT_OPTIONS)
-def thread_row(row_bufs):
-    """The calling thread's row of ``row_bufs`` (an empty row if it has none)."""
-    t = get_thread_id()
-    return row_bufs[t] if t < row_bufs.shape[0] else row_bufs[0, :0]
 
 
 @njit(**JIT_OPTIONS)
