@@ -19,7 +19,9 @@ same ``_checks`` functions as host input.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
+import math
 from typing import Any
 
 import numpy as np
@@ -270,8 +272,6 @@ def _grad_buffer(grad_out, logits_obj, x, others, launch):
 
 def device_loss(family: str, arguments: dict, devices: list):
     """One public loss on the CUDA backend; ``arguments`` holds every parameter."""
-    import importlib
-
     from . import _dispatch
 
     backend = arguments["backend"]
@@ -315,13 +315,18 @@ def device_loss(family: str, arguments: dict, devices: list):
             if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
                     ignore_index, (int, np.integer)):
                 raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-            labels = t.copy_to_host()
-            job.indptr, job.indices, valid = _checks.class_index_targets(labels, n, c,
-                                                                         int(ignore_index))
-            weights = (np.ones(n) if sw is None else sw)[valid]
-            if cw is not None:
-                weights = weights * cw[job.indices]
-            denominator = float(np.sum(weights))
+            if len(t.shape) != 1 or t.shape[0] != n:
+                raise ValueError(f"targets as class indices must have shape ({n},), got "
+                                 f"{tuple(t.shape)}; pass [N, C] probabilities for dense "
+                                 f"targets")
+            # the CSR rows are built on the device; 8 bytes come back (the weight sum, NaN
+            # when an index is out of range: then the labels are read to say which)
+            job.indptr, job.indices, job.values, denominator = launch.index_targets(
+                t, int(ignore_index), c, sw, cw)
+            if math.isnan(denominator):
+                _checks.class_index_targets(t.copy_to_host(), n, c, int(ignore_index))
+                raise AssertionError("a class index was out of range on the device but "
+                                     "not on the host")
         elif len(t.shape) == 2 and (kind == "f" or (kind in "iub" and family not in _SOFTMAX)):
             dense = _device_dense(t, n, c, launch)
             job.kind, job.dense = "dense", dense

@@ -339,6 +339,45 @@ def test_bad_device_targets_raise_before_any_work():
                                        cuda.to_device(np.array([0, 1])))
 
 
+@needs_kernels
+@pytest.mark.parametrize("family", ["softmax_cross_entropy", "softmax_focal_loss"])
+def test_device_class_indices_stay_on_the_device(monkeypatch, family):
+    """Class indices on the device become CSR rows on the device: the weighted mean (ignored
+    rows, class and sample weights) matches the reference, and the labels are never read back
+    to the host (the weights are, to be validated; the loss and the mean's denominator are
+    single values); an index out of range raises, naming the row, before the logits (here also
+    the gradient buffer) change."""
+    rng = np.random.default_rng(7)
+    n, c = 9, 6
+    logits = rng.standard_normal((n, c))
+    labels = rng.integers(0, c, n)
+    labels[[1, 4]] = -100
+    options = {"class_weight": rng.random(c) + 0.5, "sample_weight": rng.random(n) + 0.5}
+    options_dev = {k: cuda.to_device(v) for k, v in options.items()}
+    reads = []
+    array_type = type(cuda.to_device(np.zeros(1)))
+    original = array_type.copy_to_host
+
+    def recording(self, *args, **kwargs):
+        reads.append((np.dtype(self.dtype).kind, int(np.prod(self.shape))))
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(array_type, "copy_to_host", recording)
+    loss, grad = getattr(fastxent, family)(cuda.to_device(logits), cuda.to_device(labels),
+                                           return_grad=True, **options_dev)
+    assert reads and all(kind == "f" for kind, _ in reads), reads
+    assert [size for _, size in reads].count(1) == 2, reads
+    monkeypatch.setattr(array_type, "copy_to_host", original)
+    ref_loss, ref_grad = reference(family, logits, labels, options, "mean")
+    assert_loss_close(loss, ref_loss, np.float64)
+    assert_grad_close(to_host(grad), ref_grad, np.float64)
+    labels[5] = c
+    x = cuda.to_device(logits)
+    with pytest.raises(ValueError, match="row 5 has class index 6"):
+        getattr(fastxent, family)(x, cuda.to_device(labels), return_grad=True, grad_out=x,
+                                  **options_dev)
+    np.testing.assert_array_equal(x.copy_to_host(), logits)
+
+
 def test_device_detection_without_a_gpu():
     from fastxent import _device
 

@@ -72,6 +72,53 @@ def count_outside_unit(values) -> int:
     return int(out.copy_to_host()[0])
 
 
+@cuda.jit
+def index_targets_kernel(labels, ignore_index, n_classes, sample_weight, class_weight, indptr,
+                         indices, values, row_weight):
+    """Class indices -> one-positive CSR rows, on the device: ``indptr[i] = i``, ``indices[i]``
+    the class and ``values[i] = 1`` (0 for an ignored row: no target mass, so the kernels leave
+    it out like a row without positives), ``row_weight[i]`` the row's weight in the mean
+    (sample weight x class weight, 0 if ignored, NaN for a class index outside [0, C): the sum
+    of the weights then says the targets are bad)."""
+    n = labels.shape[0]
+    has_sw = sample_weight.size > 0
+    has_cw = class_weight.size > 0
+    for i in range(cuda.grid(1), n + 1, cuda.gridsize(1)):
+        indptr[i] = i
+        if i < n:
+            label = labels[i]
+            if label == ignore_index:
+                indices[i] = 0
+                values[i] = 0.0
+                row_weight[i] = 0.0
+            elif label < 0 or label >= n_classes:
+                indices[i] = 0
+                values[i] = 0.0
+                row_weight[i] = math.nan
+            else:
+                indices[i] = label
+                values[i] = 1.0
+                w = sample_weight[i] if has_sw else 1.0
+                row_weight[i] = w * class_weight[label] if has_cw else w
+
+
+def index_targets(labels, ignore_index: int, n_classes: int, sample_weight, class_weight):
+    """(indptr, indices, values, weight sum) of device class indices ``labels`` [N]: the CSR
+    arrays stay on the device; the one value read back is the sum of the rows' weights (the
+    mean's denominator), NaN when some index lies outside [0, C) and is not ``ignore_index``
+    (8 bytes, read before any loss kernel runs, so bad targets raise first)."""
+    n = labels.shape[0]
+    indptr = cuda.device_array(n + 1, np.int64)
+    indices = cuda.device_array(max(n, 1), np.int64)
+    values = cuda.device_array(max(n, 1), np.float64)
+    row_weight = cuda.device_array(n, np.float64)
+    threads = 8 if SIMULATOR else 256
+    index_targets_kernel[max(1, min(-(-(n + 1) // threads), 1024)), threads](
+        labels, np.int64(ignore_index), np.int64(n_classes), _optional(sample_weight),
+        _optional(class_weight), indptr, indices, values, row_weight)
+    return indptr, indices[:n], values[:n], device_sum(row_weight)
+
+
 def layout(n_rows: int, n_classes: int):
     """(blocks, threads per block, threads per row) from the tunables in ``_config``."""
     threads = int(_config.CUDA_THREADS_PER_BLOCK)
@@ -224,6 +271,9 @@ def signatures():
     out = [(sum_rows, (arr(f64), arr(f64)))]
     for target in (types.float32, types.float64, types.uint8):
         out.append((count_outside_unit_kernel, (arr(target, 2), arr(i64))))
+    for label in (types.int64, types.int32, types.uint8):
+        out.append((index_targets_kernel, (arr(label), i64, i64, arr(f64), arr(f64), arr(i64),
+                                           arr(i64), arr(f64), arr(f64))))
     for dtype in (types.float32, types.float64):
         x = arr(dtype, 2)
         out.append((cast_rows, (arr(f64), arr(dtype))))
