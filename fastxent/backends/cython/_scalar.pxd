@@ -15,7 +15,7 @@ Functions returning several values write them through pointers (``softplus_pair`
 Constants are typed locals so that float32 math stays float32 (a bare ``0.5`` is a C double).
 ``tests/test_cython.py`` holds these functions, Numba's and ``_math``'s to the same values.
 """
-from libc.math cimport exp as libm_exp, log as libm_log, log1p as libm_log1p, \
+from libc.math cimport exp as libm_exp, log as libm_log, log1p as libm_log1p, rintf as libm_rintf, \
     expm1 as libm_expm1, INFINITY, NAN
 from libc.stdint cimport int32_t, int64_t
 from cython cimport floating
@@ -43,9 +43,9 @@ cdef inline floating fence(floating x) noexcept nogil:
 
 
 cdef inline float rint_f32(float t) noexcept nogil:
-    """A nearest integer to ``t`` (``|t| < 2**31``) through an int32 round trip (ties away)."""
-    cdef float half = 0.5
-    return <float>(<int32_t>(t + (half if t >= 0 else -half)))
+    """A nearest integer to ``t`` (ties to even; ``rintf`` in the default rounding mode: one
+    round instruction, vectorised, with -fno-math-errno -fno-trapping-math), as Numba's."""
+    return libm_rintf(t)
 
 
 cdef inline float exp2i_f32(float k) noexcept nogil:

@@ -169,13 +169,24 @@ def _fence(x):
         return lambda x: _arithmetic_fence(x)
 
 
+@intrinsic
+def _llvm_rint(typingctx, value):
+    if not isinstance(value, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        llty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.rint", [llty], ir.FunctionType(llty, [llty]))
+        return builder.call(fn, [args[0]])
+    return value(value), codegen
+
+
 @overload(_math.rint, inline="always")
 def _rint(t):
     if _is32(t):
-        def impl(t):
-            return types.float32(types.int32(t + (types.float32(0.5) if t >= types.float32(0.0)
-                                                  else types.float32(-0.5))))
-        return impl
+        # llvm.rint (nearest, ties to even): one vroundps / vrndscaleps where the half-away
+        # int32 round trip took a compare, a blend, an add and two conversions
+        return lambda t: _llvm_rint(t)
     if isinstance(t, types.Float):
         return lambda t: float(round(t))
 
