@@ -84,20 +84,45 @@ def group_sums(a, b, c, group_threads, shared, scratch):
 
 
 @device
+def fold_stats(m, s1, v):
+    """The online state ``(m, s1)`` with one more logit ``v``. A new maximum rescales the sum:
+    ``s1 <- (1 + s1) exp(m_old - m_new)`` (the new max is the left-out 1), so no cancellation
+    ever happens; NaN propagates through ``s1``."""
+    if v > m:
+        return v, (1.0 + s1) * float(_math.exp_nonpos(m - v))
+    return m, s1 + float(_math.exp_nonpos(v - m))
+
+
+@device
 def thread_stats(logits, row, lane, n_cols, group_threads):
-    """This thread's online state ``(m, s1)`` over its classes (one read of each logit).
-    A new maximum rescales the sum: ``s1 <- (1 + s1) exp(m_old - m_new)`` (the new max is the
-    left-out 1), so no cancellation ever happens; NaN propagates through ``s1``."""
+    """This thread's online state ``(m, s1)`` over its classes (one read of each logit), folded
+    in class order. The loads come four at a time, ahead of the (branching) folds: four
+    independent loads in flight per thread instead of one (``LOADS_IN_FLIGHT``)."""
     m = _math.cast_like(logits[0, 0], NEG_INF)
     s1 = -1.0
-    for j in range(lane, n_cols, group_threads):
-        v = logits[row, j]
-        if v > m:
-            s1 = (1.0 + s1) * float(_math.exp_nonpos(m - v))
-            m = v
-        else:
-            s1 += float(_math.exp_nonpos(v - m))
+    g = group_threads
+    j = lane
+    while j + 3 * g < n_cols:
+        v0 = logits[row, j]
+        v1 = logits[row, j + g]
+        v2 = logits[row, j + 2 * g]
+        v3 = logits[row, j + 3 * g]
+        m, s1 = fold_stats(m, s1, v0)
+        m, s1 = fold_stats(m, s1, v1)
+        m, s1 = fold_stats(m, s1, v2)
+        m, s1 = fold_stats(m, s1, v3)
+        j += 4 * g
+    while j < n_cols:
+        m, s1 = fold_stats(m, s1, logits[row, j])
+        j += g
     return m, s1
+
+
+#: Logits each thread loads before using the first of them, in the element loops of pass 1
+#: (``thread_stats``) and of the gradient passes: memory latency on a GPU is hidden by bytes in
+#: flight, and a loop that loads one value and then computes with it keeps one load per thread
+#: in flight. Written out as four explicit loads (this constant documents it).
+LOADS_IN_FLIGHT = 4
 
 
 #: Kernels allocate ``cuda.shared.array(SHARED_SHAPE, F64)`` (the reductions' per-warp slots)

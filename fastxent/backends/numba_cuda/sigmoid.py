@@ -34,6 +34,19 @@ def make_kernels(element):
     """(dense kernel, sparse kernel) computing the loss ``element`` per logit."""
 
     @device
+    def target_element(x, t, j, row, class_weight, has_cw, pos_weight, has_pw, pw0, keep, y0,
+                       gamma, gamma_neg, clip, alpha, grad, want_grad, scale_x, one):
+        """``w_j l(x, y)`` (float64) for the target ``y = keep t + y0``, writing
+        ``grad[row, j] = scale w_j dl/dx`` if wanted (a background element: t = y0, keep = 0)."""
+        w = _math.cast_like(x, class_weight[j]) if has_cw else one
+        pw = _math.cast_like(x, pos_weight[j]) if has_pw else pw0
+        y = keep * _math.cast_like(x, t) + y0
+        lj, gj = element(x, y, pw, gamma, gamma_neg, clip, alpha)
+        if want_grad:
+            grad[row, j] = scale_x * w * gj
+        return float(w * lj)
+
+    @device
     def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, pos_weight,
                   sw, options, params, grad, want_grad, shared, scratch):
         eps, grad_scale = options
@@ -51,14 +64,34 @@ def make_kernels(element):
         scale_x = _math.cast_like(like, sw * grad_scale)
         # 2. loss and 3. gradient in one pass
         acc = 0.0
-        for j in range(lane, n_cols, group_threads):
-            w = _math.cast_like(like, class_weight[j]) if has_cw else one
-            pw = _math.cast_like(like, pos_weight[j]) if has_pw else pw0
-            y = keep * _math.cast_like(like, targets[row, j]) + y0
-            lj, gj = element(logits[row, j], y, pw, gamma, gamma_neg, clip, alpha)
-            acc += float(w * lj)
-            if want_grad:
-                grad[row, j] = scale_x * w * gj
+        g = group_threads
+        for j in range(lane, n_cols, 4 * g):        # LOADS_IN_FLIGHT (4) logits and targets
+            j1 = j + g                               # loaded before the first is used
+            j2 = j + 2 * g
+            j3 = j + 3 * g
+            x0 = logits[row, j]
+            x1 = logits[row, j1] if j1 < n_cols else like
+            x2 = logits[row, j2] if j2 < n_cols else like
+            x3 = logits[row, j3] if j3 < n_cols else like
+            t0 = targets[row, j]
+            t1 = targets[row, j1] if j1 < n_cols else targets[row, j]
+            t2 = targets[row, j2] if j2 < n_cols else targets[row, j]
+            t3 = targets[row, j3] if j3 < n_cols else targets[row, j]
+            acc += target_element(x0, t0, j, row, class_weight, has_cw, pos_weight, has_pw, pw0,
+                                  keep, y0, gamma, gamma_neg, clip, alpha, grad, want_grad,
+                                  scale_x, one)
+            if j1 < n_cols:
+                acc += target_element(x1, t1, j1, row, class_weight, has_cw, pos_weight, has_pw,
+                                      pw0, keep, y0, gamma, gamma_neg, clip, alpha, grad,
+                                      want_grad, scale_x, one)
+            if j2 < n_cols:
+                acc += target_element(x2, t2, j2, row, class_weight, has_cw, pos_weight, has_pw,
+                                      pw0, keep, y0, gamma, gamma_neg, clip, alpha, grad,
+                                      want_grad, scale_x, one)
+            if j3 < n_cols:
+                acc += target_element(x3, t3, j3, row, class_weight, has_cw, pos_weight, has_pw,
+                                      pw0, keep, y0, gamma, gamma_neg, clip, alpha, grad,
+                                      want_grad, scale_x, one)
         total, _, _ = group_sums(acc, 0.0, 0.0, group_threads, shared, scratch)
         return sw * total
 
@@ -79,6 +112,7 @@ def make_kernels(element):
         alpha = _math.cast_like(like, params[4])
         y0 = _math.cast_like(like, 0.5 * eps)
         keep = _math.cast_like(like, 1.0 - eps)
+        zero = _math.cast_like(like, 0.0)
         scale = sw * grad_scale
         # 2. the positives' corrections, before any write (logits may alias grad)
         acc = 0.0
@@ -96,13 +130,30 @@ def make_kernels(element):
         # 2./3. the background pass: every logit as y'_0, gradient written once
         use_pw = has_pw and eps > 0.0
         scale_x = _math.cast_like(like, scale)
-        for j in range(lane, n_cols, group_threads):
-            w = _math.cast_like(like, class_weight[j]) if has_cw else one
-            pw = _math.cast_like(like, pos_weight[j]) if use_pw else pw0
-            lj, gj = element(logits[row, j], y0, pw, gamma, gamma_neg, clip, alpha)
-            acc += float(w * lj)
-            if want_grad:
-                grad[row, j] = scale_x * w * gj
+        g = group_threads
+        for j in range(lane, n_cols, 4 * g):        # LOADS_IN_FLIGHT (4) logits loaded
+            j1 = j + g                               # before the first is used
+            j2 = j + 2 * g
+            j3 = j + 3 * g
+            x0 = logits[row, j]
+            x1 = logits[row, j1] if j1 < n_cols else like
+            x2 = logits[row, j2] if j2 < n_cols else like
+            x3 = logits[row, j3] if j3 < n_cols else like
+            acc += target_element(x0, y0, j, row, class_weight, has_cw, pos_weight, use_pw, pw0,
+                                  zero, y0, gamma, gamma_neg, clip, alpha, grad, want_grad,
+                                  scale_x, one)
+            if j1 < n_cols:
+                acc += target_element(x1, y0, j1, row, class_weight, has_cw, pos_weight, use_pw,
+                                      pw0, zero, y0, gamma, gamma_neg, clip, alpha, grad,
+                                      want_grad, scale_x, one)
+            if j2 < n_cols:
+                acc += target_element(x2, y0, j2, row, class_weight, has_cw, pos_weight, use_pw,
+                                      pw0, zero, y0, gamma, gamma_neg, clip, alpha, grad,
+                                      want_grad, scale_x, one)
+            if j3 < n_cols:
+                acc += target_element(x3, y0, j3, row, class_weight, has_cw, pos_weight, use_pw,
+                                      pw0, zero, y0, gamma, gamma_neg, clip, alpha, grad,
+                                      want_grad, scale_x, one)
         total, _, _ = group_sums(acc, 0.0, 0.0, group_threads, shared, scratch)
         if want_grad:
             for k in range(k0 + lane, k1, group_threads):

@@ -32,6 +32,22 @@ def exact_grad(gap, mass_rest, u):
 
 
 @device
+def sparse_element(x, j, row, m_x, a, b, eps, class_weight, has_cw, grad, want_grad, counted):
+    """One logit of the gradient pass: writes ``grad[row, j] = a exp(x - m) - b w_j`` (0 for a
+    row that is not counted) and returns the smoothing's gap term ``w_j (m - x)`` (0 without
+    smoothing)."""
+    if want_grad:
+        if counted:
+            w = _math.cast_like(x, class_weight[j]) if has_cw else _math.cast_like(x, 1.0)
+            grad[row, j] = a * _math.exp_nonpos(x - m_x) - b * w
+        else:
+            grad[row, j] = _math.cast_like(x, 0.0)
+    if eps > 0.0:
+        return (class_weight[j] if has_cw else 1.0) * float(m_x - x)
+    return 0.0
+
+
+@device
 def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values,
                class_weight, sw, options, grad, want_grad, pos_buf, shared, scratch):
     eps, z_loss, grad_scale, cw_sum = options
@@ -62,19 +78,27 @@ def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values
     m_x = _math.cast_like(like, m)
     a = _math.cast_like(like, scale * (mass + 2.0 * z_loss * lse) / s)
     b = _math.cast_like(like, scale * eps / n_classes)
-    zero = _math.cast_like(like, 0.0)
     gap_part = 0.0
-    for j in range(lane, n_cols, group_threads):
-        x = logits[row, j]
-        if eps > 0.0:
-            gap_part += (class_weight[j] if has_cw else 1.0) * float(m_x - x)
-        if want_grad:
-            if counted:
-                w = _math.cast_like(like, class_weight[j]) if has_cw else \
-                    _math.cast_like(like, 1.0)
-                grad[row, j] = a * _math.exp_nonpos(x - m_x) - b * w
-            else:
-                grad[row, j] = zero
+    g = group_threads
+    for j in range(lane, n_cols, 4 * g):            # LOADS_IN_FLIGHT (4) logits loaded before
+        j1 = j + g                                   # the first is used
+        j2 = j + 2 * g
+        j3 = j + 3 * g
+        x0 = logits[row, j]
+        x1 = logits[row, j1] if j1 < n_cols else like
+        x2 = logits[row, j2] if j2 < n_cols else like
+        x3 = logits[row, j3] if j3 < n_cols else like
+        gap_part += sparse_element(x0, j, row, m_x, a, b, eps, class_weight, has_cw, grad,
+                                   want_grad, counted)
+        if j1 < n_cols:
+            gap_part += sparse_element(x1, j1, row, m_x, a, b, eps, class_weight, has_cw, grad,
+                                       want_grad, counted)
+        if j2 < n_cols:
+            gap_part += sparse_element(x2, j2, row, m_x, a, b, eps, class_weight, has_cw, grad,
+                                       want_grad, counted)
+        if j3 < n_cols:
+            gap_part += sparse_element(x3, j3, row, m_x, a, b, eps, class_weight, has_cw, grad,
+                                       want_grad, counted)
     wv_gap_part = 0.0
     for k in range(k0 + lane, k1, group_threads):
         c = indices[k]
