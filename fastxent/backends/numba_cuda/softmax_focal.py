@@ -23,6 +23,21 @@ from ._rows import F64, NEG_INF, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, grou
 
 
 @device
+def sparse_grad_element(x, j, row, m_x, log_s_x, gamma_x, a, b, eps, counted, class_weight,
+                        has_cw, grad):
+    """One logit of the gradient pass: ``grad[row, j] = a p_j - b w_j h_j`` (without smoothing
+    ``a p_j``; 0 for a row that is not counted)."""
+    if not counted:
+        grad[row, j] = _math.cast_like(x, 0.0)
+    elif eps > 0.0:
+        f, h = _math.softmax_focal_term((m_x - x) + log_s_x, gamma_x)
+        w = _math.cast_like(x, class_weight[j]) if has_cw else _math.cast_like(x, 1.0)
+        grad[row, j] = a * _math.exp_nonpos(x - m_x) - b * w * h
+    else:
+        grad[row, j] = a * _math.exp_nonpos(x - m_x)
+
+
+@device
 def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values,
                class_weight, sw, options, grad, want_grad, pos_buf, shared, scratch):
     eps, gamma, grad_scale = options
@@ -75,17 +90,26 @@ def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values
         scale = sw * grad_scale
         a = _math.cast_like(like, scale * h_sum / s)
         b = _math.cast_like(like, scale * y0)
-        zero = _math.cast_like(like, 0.0)
-        for j in range(lane, n_cols, group_threads):
-            x = logits[row, j]
-            if not counted:
-                grad[row, j] = zero
-            elif eps > 0.0:
-                f, h = _math.softmax_focal_term((m_x - x) + log_s_x, gamma_x)
-                w = _math.cast_like(like, class_weight[j]) if has_cw else one
-                grad[row, j] = a * _math.exp_nonpos(x - m_x) - b * w * h
-            else:
-                grad[row, j] = a * _math.exp_nonpos(x - m_x)
+        g = group_threads
+        for j in range(lane, n_cols, 4 * g):        # LOADS_IN_FLIGHT (4) logits loaded before
+            j1 = j + g                               # the first is used
+            j2 = j + 2 * g
+            j3 = j + 3 * g
+            x0 = logits[row, j]
+            x1 = logits[row, j1] if j1 < n_cols else like
+            x2 = logits[row, j2] if j2 < n_cols else like
+            x3 = logits[row, j3] if j3 < n_cols else like
+            sparse_grad_element(x0, j, row, m_x, log_s_x, gamma_x, a, b, eps, counted,
+                                class_weight, has_cw, grad)
+            if j1 < n_cols:
+                sparse_grad_element(x1, j1, row, m_x, log_s_x, gamma_x, a, b, eps, counted,
+                                    class_weight, has_cw, grad)
+            if j2 < n_cols:
+                sparse_grad_element(x2, j2, row, m_x, log_s_x, gamma_x, a, b, eps, counted,
+                                    class_weight, has_cw, grad)
+            if j3 < n_cols:
+                sparse_grad_element(x3, j3, row, m_x, log_s_x, gamma_x, a, b, eps, counted,
+                                    class_weight, has_cw, grad)
         cuda.syncthreads()
         if counted:
             for k in range(k0 + lane, k1, group_threads):
