@@ -603,6 +603,31 @@ def test_non_finite_logits_confined_to_their_row(backend, family, form, bad):
         assert type(out[0]) is float and out[1].shape == x.shape
 
 
+@pytest.mark.parametrize("family", SOFTMAX)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_softmax_nan_anywhere_in_a_long_row(backend, family):
+    """The row max is a vector reduction: a NaN at the start, inside the vector body or in the
+    scalar tail of a long row makes that row's loss and gradient NaN (never a finite wrong
+    value), and leaves the other rows exact."""
+    c = sim_shrink([1001], [37])[0]
+    rng = np.random.default_rng(seed_of("nan-long", c))
+    for dtype in DTYPES:
+        logits = (rng.standard_normal((5, c)) * 3).astype(dtype)
+        labels = rng.integers(0, c, 5)
+        e_loss, e_grad = expected(family, logits, labels, {}, "none")
+        x = logits.copy()
+        spots = {1: 0, 2: 37 % c, 3: c - 1}
+        for row, col in spots.items():
+            x[row, col] = np.nan
+        loss, grad = api(family)(x, labels, reduction="none", return_grad=True,
+                                 backend=backend)
+        for row in spots:
+            assert np.isnan(loss[row]) and np.all(np.isnan(grad[row])), (row, loss[row])
+        good = [0, 4]
+        assert_loss_close(loss[good], e_loss[good], dtype)
+        assert_grad_close(grad[good], e_grad[good], dtype)
+
+
 def _long_rows(rng, c, dtype):
     """Rows whose maximum sits in different blocks of 2048 elements."""
     n = 5
