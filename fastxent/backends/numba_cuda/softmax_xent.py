@@ -125,6 +125,23 @@ def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values
 
 
 @device
+def dense_grad_element(x, y, w, j, row, m_x, a, b, c1, eps, n_classes, wy_sum, cw_sum, z_loss,
+                       lse, log_s, scale, grad):
+    """One logit of the dense gradient pass: ``a p_j - b w_j - c1 w_j y_j``, in the exact form
+    at the row's max (p may be close to 1 there)."""
+    if x == m_x:
+        wy = w * float(y)
+        rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
+                + 2.0 * z_loss * lse)
+        grad[row, j] = _math.cast_like(x, scale * exact_grad(
+            log_s, rest, (1.0 - eps) * wy + eps / n_classes * w))
+    else:
+        w_x = _math.cast_like(x, w)
+        grad[row, j] = (a * _math.exp_nonpos(x - m_x) - b * w_x
+                        - c1 * w_x * _math.cast_like(x, y))
+
+
+@device
 def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, sw, options,
               grad, want_grad, shared, scratch):
     eps, z_loss, grad_scale, cw_sum = options
@@ -151,25 +168,32 @@ def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, s
     c1 = _math.cast_like(like, scale * (1.0 - eps))
     wy_gap_part = 0.0
     gap_part = 0.0
-    for j in range(lane, n_cols, group_threads):
-        x = logits[row, j]
-        y = targets[row, j]
-        w = class_weight[j] if has_cw else 1.0
-        gap = float(m_x - x)
-        wy_gap_part += w * float(y) * gap
-        if eps > 0.0:
-            gap_part += w * gap
-        if want_grad:
-            if x == m_x:
-                wy = w * float(y)
-                rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
-                        + 2.0 * z_loss * lse)
-                grad[row, j] = _math.cast_like(like, scale * exact_grad(
-                    log_s, rest, (1.0 - eps) * wy + eps / n_classes * w))
-            else:
-                w_x = _math.cast_like(like, w)
-                grad[row, j] = (a * _math.exp_nonpos(x - m_x) - b * w_x
-                                - c1 * w_x * _math.cast_like(like, y))
+    g = group_threads
+    for j in range(lane, n_cols, 4 * g):            # LOADS_IN_FLIGHT (4) logits and targets
+        j1 = j + g                                   # loaded before the first is used
+        j2 = j + 2 * g
+        j3 = j + 3 * g
+        x0 = logits[row, j]
+        x1 = logits[row, j1] if j1 < n_cols else like
+        x2 = logits[row, j2] if j2 < n_cols else like
+        x3 = logits[row, j3] if j3 < n_cols else like
+        y0 = targets[row, j]
+        y1 = targets[row, j1] if j1 < n_cols else y0
+        y2 = targets[row, j2] if j2 < n_cols else y0
+        y3 = targets[row, j3] if j3 < n_cols else y0
+        for q in range(4):
+            jq = j + q * g
+            if jq < n_cols:
+                x = x0 if q == 0 else (x1 if q == 1 else (x2 if q == 2 else x3))
+                y = y0 if q == 0 else (y1 if q == 1 else (y2 if q == 2 else y3))
+                w = class_weight[jq] if has_cw else 1.0
+                gap = float(m_x - x)
+                wy_gap_part += w * float(y) * gap
+                if eps > 0.0:
+                    gap_part += w * gap
+                if want_grad:
+                    dense_grad_element(x, y, w, jq, row, m_x, a, b, c1, eps, n_classes,
+                                       wy_sum, cw_sum, z_loss, lse, log_s, scale, grad)
     wy_gap, gap_sum, _ = group_sums(wy_gap_part, gap_part, 0.0, group_threads, shared, scratch)
     if n_cols == 0:                                  # past the last row
         return 0.0
