@@ -118,6 +118,18 @@ def thread_stats(logits, row, lane, n_cols, group_threads):
     return m, s1
 
 
+@device
+def load4(values, row, j, g, n_cols):
+    """``values[row, j + q g]`` for q = 0..3, loaded together before any is used (those past
+    ``n_cols`` read ``values[row, j]`` instead; the caller skips them): see
+    ``LOADS_IN_FLIGHT``."""
+    v0 = values[row, j]
+    v1 = values[row, j + g] if j + g < n_cols else v0
+    v2 = values[row, j + 2 * g] if j + 2 * g < n_cols else v0
+    v3 = values[row, j + 3 * g] if j + 3 * g < n_cols else v0
+    return v0, v1, v2, v3
+
+
 #: Logits each thread loads before using the first of them, in the element loops of pass 1
 #: (``thread_stats``) and of the gradient passes: memory latency on a GPU is hidden by bytes in
 #: flight, and a loop that loads one value and then computes with it keeps one load per thread

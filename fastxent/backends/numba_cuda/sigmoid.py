@@ -17,7 +17,7 @@ from numba import cuda
 
 from ... import _math
 from ._primitives import device
-from ._rows import F64, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, group_sums
+from ._rows import F64, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, group_sums, load4
 
 
 @device
@@ -69,14 +69,8 @@ def make_kernels(element):
             j1 = j + g                               # loaded before the first is used
             j2 = j + 2 * g
             j3 = j + 3 * g
-            x0 = logits[row, j]
-            x1 = logits[row, j1] if j1 < n_cols else like
-            x2 = logits[row, j2] if j2 < n_cols else like
-            x3 = logits[row, j3] if j3 < n_cols else like
-            t0 = targets[row, j]
-            t1 = targets[row, j1] if j1 < n_cols else targets[row, j]
-            t2 = targets[row, j2] if j2 < n_cols else targets[row, j]
-            t3 = targets[row, j3] if j3 < n_cols else targets[row, j]
+            x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)
+            t0, t1, t2, t3 = load4(targets, row, j, g, n_cols)
             acc += target_element(x0, t0, j, row, class_weight, has_cw, pos_weight, has_pw, pw0,
                                   keep, y0, gamma, gamma_neg, clip, alpha, grad, want_grad,
                                   scale_x, one)
@@ -135,10 +129,7 @@ def make_kernels(element):
             j1 = j + g                               # before the first is used
             j2 = j + 2 * g
             j3 = j + 3 * g
-            x0 = logits[row, j]
-            x1 = logits[row, j1] if j1 < n_cols else like
-            x2 = logits[row, j2] if j2 < n_cols else like
-            x3 = logits[row, j3] if j3 < n_cols else like
+            x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)
             acc += target_element(x0, y0, j, row, class_weight, has_cw, pos_weight, use_pw, pw0,
                                   zero, y0, gamma, gamma_neg, clip, alpha, grad, want_grad,
                                   scale_x, one)

@@ -19,7 +19,7 @@ from numba import cuda
 from ... import _math
 from ._primitives import device
 from ._rows import F64, NEG_INF, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, group_reduce, \
-    group_sums, thread_stats
+    group_sums, load4, thread_stats
 
 
 @device
@@ -95,10 +95,7 @@ def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values
             j1 = j + g                               # the first is used
             j2 = j + 2 * g
             j3 = j + 3 * g
-            x0 = logits[row, j]
-            x1 = logits[row, j1] if j1 < n_cols else like
-            x2 = logits[row, j2] if j2 < n_cols else like
-            x3 = logits[row, j3] if j3 < n_cols else like
+            x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)
             sparse_grad_element(x0, j, row, m_x, log_s_x, gamma_x, a, b, eps, counted,
                                 class_weight, has_cw, grad)
             if j1 < n_cols:

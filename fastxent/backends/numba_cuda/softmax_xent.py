@@ -22,7 +22,7 @@ from numba import cuda
 from ... import _math
 from ._primitives import device
 from ._rows import F64, NEG_INF, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, group_reduce, \
-    group_sums, thread_stats
+    group_sums, load4, thread_stats
 
 
 @device
@@ -84,10 +84,7 @@ def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values
         j1 = j + g                                   # the first is used
         j2 = j + 2 * g
         j3 = j + 3 * g
-        x0 = logits[row, j]
-        x1 = logits[row, j1] if j1 < n_cols else like
-        x2 = logits[row, j2] if j2 < n_cols else like
-        x3 = logits[row, j3] if j3 < n_cols else like
+        x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)
         gap_part += sparse_element(x0, j, row, m_x, a, b, eps, class_weight, has_cw, grad,
                                    want_grad, counted)
         if j1 < n_cols:
@@ -170,17 +167,8 @@ def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, s
     gap_part = 0.0
     g = group_threads
     for j in range(lane, n_cols, 4 * g):            # LOADS_IN_FLIGHT (4) logits and targets
-        j1 = j + g                                   # loaded before the first is used
-        j2 = j + 2 * g
-        j3 = j + 3 * g
-        x0 = logits[row, j]
-        x1 = logits[row, j1] if j1 < n_cols else like
-        x2 = logits[row, j2] if j2 < n_cols else like
-        x3 = logits[row, j3] if j3 < n_cols else like
-        y0 = targets[row, j]
-        y1 = targets[row, j1] if j1 < n_cols else y0
-        y2 = targets[row, j2] if j2 < n_cols else y0
-        y3 = targets[row, j3] if j3 < n_cols else y0
+        x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)   # loaded before the first is used
+        y0, y1, y2, y3 = load4(targets, row, j, g, n_cols)
         for q in range(4):
             jq = j + q * g
             if jq < n_cols:
