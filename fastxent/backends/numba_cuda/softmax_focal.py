@@ -121,6 +121,16 @@ def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values
 
 
 @device
+def dense_weight(x, t, j, keep, y0, class_weight, has_cw):
+    """``u_j = alpha_j w_j y'_j`` of a dense target ``t`` (smoothed: ``y' = keep t + y0``), in
+    x's type."""
+    u = keep * _math.cast_like(x, t) + y0
+    if has_cw:
+        u *= _math.cast_like(x, class_weight[j])
+    return u
+
+
+@device
 def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, sw, options,
               grad, want_grad, shared, scratch):
     eps, gamma, grad_scale = options
@@ -140,26 +150,36 @@ def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, s
     # 2. loss and H
     loss_part = 0.0
     h_part = 0.0
-    for j in range(lane, n_cols, group_threads):
-        u = keep * _math.cast_like(like, targets[row, j]) + y0
-        if has_cw:
-            u *= _math.cast_like(like, class_weight[j])
-        f, h = _math.softmax_focal_term((m_x - logits[row, j]) + log_s_x, gamma_x)
-        loss_part += float(u * f)
-        h_part += float(u * h)
+    g = group_threads
+    for j in range(lane, n_cols, 4 * g):            # LOADS_IN_FLIGHT (4) logits and targets
+        x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)   # loaded before the first is used
+        t0, t1, t2, t3 = load4(targets, row, j, g, n_cols)
+        for q in range(4):
+            jq = j + q * g
+            if jq < n_cols:
+                x = x0 if q == 0 else (x1 if q == 1 else (x2 if q == 2 else x3))
+                t = t0 if q == 0 else (t1 if q == 1 else (t2 if q == 2 else t3))
+                u = dense_weight(x, t, jq, keep, y0, class_weight, has_cw)
+                f, h = _math.softmax_focal_term((m_x - x) + log_s_x, gamma_x)
+                loss_part += float(u * f)
+                h_part += float(u * h)
     loss, h_sum, _ = group_sums(loss_part, h_part, 0.0, group_threads, shared, scratch)
     # 3. gradient
     if want_grad:
         scale = sw * grad_scale
         a = _math.cast_like(like, scale * h_sum / s)
         b = _math.cast_like(like, scale)
-        for j in range(lane, n_cols, group_threads):
-            x = logits[row, j]
-            u = keep * _math.cast_like(like, targets[row, j]) + y0
-            if has_cw:
-                u *= _math.cast_like(like, class_weight[j])
-            f, h = _math.softmax_focal_term((m_x - x) + log_s_x, gamma_x)
-            grad[row, j] = a * _math.exp_nonpos(x - m_x) - b * u * h
+        for j in range(lane, n_cols, 4 * g):        # as in phase 2
+            x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)
+            t0, t1, t2, t3 = load4(targets, row, j, g, n_cols)
+            for q in range(4):
+                jq = j + q * g
+                if jq < n_cols:
+                    x = x0 if q == 0 else (x1 if q == 1 else (x2 if q == 2 else x3))
+                    t = t0 if q == 0 else (t1 if q == 1 else (t2 if q == 2 else t3))
+                    u = dense_weight(x, t, jq, keep, y0, class_weight, has_cw)
+                    f, h = _math.softmax_focal_term((m_x - x) + log_s_x, gamma_x)
+                    grad[row, jq] = a * _math.exp_nonpos(x - m_x) - b * u * h
     return sw * loss
 
 
