@@ -66,9 +66,17 @@ CACHED_ROW_BYTES = _env_int("FASTXENT_CACHED_ROW_BYTES", 0) or _l2_bytes() // 2
 
 # CUDA backend (fastxent/backends/numba_cuda). Read by the launcher at each call, passed to the
 # kernels as launch configuration and arguments (never read inside a kernel).
-#: Threads per block; a multiple of 32 (whole warps) on a GPU. 256 keeps 8 blocks resident per
-#: SM, so a long row's second read (the gradient pass) still finds it in L2.
+#: Threads per block; a multiple of 32 (whole warps) on a GPU. With the register caps below,
+#: 256 keeps 3 (float32) or 2 (float64) blocks resident per SM: few rows in flight, so a long
+#: row's second read (the gradient pass) still finds it in L2.
 CUDA_THREADS_PER_BLOCK = _env_int("FASTXENT_CUDA_THREADS_PER_BLOCK", 256)
+#: Registers per thread the loss kernels may use (0: the compiler's choice), for float32 and
+#: float64 logits. An SM has 65536: at most 80 lets 3 blocks of 256 threads share it (about 96
+#: uncapped: 2 blocks), 128 lets 2 (and a 512-thread block launch). More resident threads keep
+#: more loads in flight (README, "Expected performance"); what the caps cost in spills is
+#: printed by ``python -m fastxent.backends.numba_cuda.launch`` and bounded by a test.
+CUDA_MAX_REGISTERS_F32 = _env_int("FASTXENT_CUDA_MAX_REGISTERS_F32", 80)
+CUDA_MAX_REGISTERS_F64 = _env_int("FASTXENT_CUDA_MAX_REGISTERS_F64", 128)
 #: Threads per row = the smallest power of two >= C / this (at most a block): short rows share a
 #: block (rows per block = threads per block / threads per row), long rows get a whole block.
 CUDA_ELEMENTS_PER_THREAD = _env_int("FASTXENT_CUDA_ELEMENTS_PER_THREAD", 8)

@@ -444,6 +444,67 @@ def test_kernels_compile_to_ptx(kernel, signature, monkeypatch):
     assert "atom.global.add.f" not in ptx and "red.global.add.f" not in ptx   # no float atomics
 
 
+def _nvjitlink_reason():
+    reason = _toolkit_reason()
+    if reason:
+        return reason
+    try:
+        from cuda.bindings import nvjitlink  # noqa: F401
+    except ImportError as exc:
+        return f"nvJitLink is missing: pip install 'numba-cuda[cu13]' ({exc})"
+    return ""
+
+
+def _blocks_per_sm(registers, threads=256):
+    """Resident blocks of ``threads`` threads on an sm_90 SM (65536 registers, allocated per
+    warp in units of 256; at most 64 warps)."""
+    per_warp = -(-registers * 32 // 256) * 256
+    warps = threads // 32
+    return min(65536 // (per_warp * warps), 64 // warps)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA_CUDA or SIMULATOR,
+                    reason="registers exist on a GPU only: checked in the run without the "
+                           "simulator" if HAVE_NUMBA_CUDA else "numba-cuda is not installed")
+def test_loss_kernels_launch_with_the_register_cap_of_their_dtype(monkeypatch):
+    from fastxent.backends.numba_cuda import launch
+    monkeypatch.setattr(_config, "CUDA_MAX_REGISTERS_F32", 80)
+    monkeypatch.setattr(_config, "CUDA_MAX_REGISTERS_F64", 128)
+    k32 = launch.capped(launch.bce_sparse, np.float32, 256)
+    k64 = launch.capped(launch.bce_sparse, np.float64, 256)
+    assert k32.targetoptions["max_registers"] == 80
+    assert k64.targetoptions["max_registers"] == 128
+    assert k32.py_func is launch.bce_sparse.py_func
+    assert launch.capped(launch.bce_sparse, np.float32, 256) is k32       # made once
+    with pytest.raises(ValueError, match="FASTXENT_CUDA_MAX_REGISTERS_F32"):
+        launch.capped(launch.softmax_xent_sparse, np.float32, 1024)       # 81920 > 65536
+    monkeypatch.setattr(_config, "CUDA_MAX_REGISTERS_F32", 0)
+    assert launch.capped(launch.bce_sparse, np.float32, 1024) is launch.bce_sparse
+    monkeypatch.setattr(_config, "CUDA_MAX_REGISTERS_F32", 300)
+    with pytest.raises(ValueError, match="up to 255"):
+        launch.capped(launch.bce_sparse, np.float32, 256)
+
+
+@pytest.mark.skipif(bool(_nvjitlink_reason()), reason=_nvjitlink_reason() or "-")
+def test_kernel_registers_leave_room_for_loads_in_flight():
+    """What the README's on-paper performance rests on, as compiled for a Hopper GPU: every
+    loss kernel keeps at least 2 blocks of 256 threads per SM, float32 ones 3 (the register
+    caps of ``_config``), and the float32 kernels of the main paths (class indices or CSR
+    targets) do it without spilling more than a register to local memory."""
+    from fastxent.backends.numba_cuda import launch
+    table = launch.kernel_resources()
+    assert len(table) == len(launch.signatures())
+    main = {"softmax_xent_sparse", "sparse_kernel"}
+    for name, signature, registers, spilled in table:
+        if name in ("sum_rows", "count_outside_unit_kernel", "index_targets_kernel",
+                    "cast_rows"):
+            continue
+        float32 = str(signature[0].dtype) == "float32"
+        assert _blocks_per_sm(registers) >= (3 if float32 else 2), (name, signature, registers)
+        if float32 and name in main:
+            assert spilled <= 4, (name, signature, spilled)
+
+
 # --------------------------------------------------------------------------------------------
 # a real GPU: frameworks' device tensors
 # --------------------------------------------------------------------------------------------

@@ -94,31 +94,6 @@ def fold_stats(m, s1, v):
 
 
 @device
-def thread_stats(logits, row, lane, n_cols, group_threads):
-    """This thread's online state ``(m, s1)`` over its classes (one read of each logit), folded
-    in class order. The loads come four at a time, ahead of the (branching) folds: four
-    independent loads in flight per thread instead of one (``LOADS_IN_FLIGHT``)."""
-    m = _math.cast_like(logits[0, 0], NEG_INF)
-    s1 = -1.0
-    g = group_threads
-    j = lane
-    while j + 3 * g < n_cols:
-        v0 = logits[row, j]
-        v1 = logits[row, j + g]
-        v2 = logits[row, j + 2 * g]
-        v3 = logits[row, j + 3 * g]
-        m, s1 = fold_stats(m, s1, v0)
-        m, s1 = fold_stats(m, s1, v1)
-        m, s1 = fold_stats(m, s1, v2)
-        m, s1 = fold_stats(m, s1, v3)
-        j += 4 * g
-    while j < n_cols:
-        m, s1 = fold_stats(m, s1, logits[row, j])
-        j += g
-    return m, s1
-
-
-@device
 def load4(values, row, j, g, n_cols):
     """``values[row, j + q g]`` for q = 0..3, loaded together before any is used (those past
     ``n_cols`` read ``values[row, j]`` instead; the caller skips them): see
@@ -130,11 +105,51 @@ def load4(values, row, j, g, n_cols):
     return v0, v1, v2, v3
 
 
-#: Logits each thread loads before using the first of them, in the element loops of pass 1
-#: (``thread_stats``) and of the gradient passes: memory latency on a GPU is hidden by bytes in
+@device
+def thread_stats(logits, row, lane, n_cols, group_threads):
+    """This thread's online state ``(m, s1)`` over its classes (one read of each logit), folded
+    in class order. The loads come eight at a time, ahead of the (branching) folds: eight
+    independent loads in flight per thread instead of one (``STATS_LOADS_IN_FLIGHT``), then
+    four, then one at a time for the last few."""
+    m = _math.cast_like(logits[0, 0], NEG_INF)
+    s1 = -1.0
+    g = group_threads
+    j = lane
+    while j + 7 * g < n_cols:
+        v0, v1, v2, v3 = load4(logits, row, j, g, n_cols)
+        v4, v5, v6, v7 = load4(logits, row, j + 4 * g, g, n_cols)
+        m, s1 = fold_stats(m, s1, v0)
+        m, s1 = fold_stats(m, s1, v1)
+        m, s1 = fold_stats(m, s1, v2)
+        m, s1 = fold_stats(m, s1, v3)
+        m, s1 = fold_stats(m, s1, v4)
+        m, s1 = fold_stats(m, s1, v5)
+        m, s1 = fold_stats(m, s1, v6)
+        m, s1 = fold_stats(m, s1, v7)
+        j += 8 * g
+    if j + 3 * g < n_cols:
+        v0, v1, v2, v3 = load4(logits, row, j, g, n_cols)
+        m, s1 = fold_stats(m, s1, v0)
+        m, s1 = fold_stats(m, s1, v1)
+        m, s1 = fold_stats(m, s1, v2)
+        m, s1 = fold_stats(m, s1, v3)
+        j += 4 * g
+    while j < n_cols:
+        m, s1 = fold_stats(m, s1, logits[row, j])
+        j += g
+    return m, s1
+
+
+#: Logits each thread loads before using the first of them, in the element loops of the
+#: gradient passes and of the sigmoid families: memory latency on a GPU is hidden by bytes in
 #: flight, and a loop that loads one value and then computes with it keeps one load per thread
 #: in flight. Written out as four explicit loads (this constant documents it).
 LOADS_IN_FLIGHT = 4
+
+#: The same in pass 1 of the softmax families (``thread_stats``), which reads HBM while the
+#: gradient pass mostly re-reads rows from L2: eight loads per thread, eight float32 logits in
+#: 8 more registers (README, "Expected performance").
+STATS_LOADS_IN_FLIGHT = 8
 
 
 #: Kernels allocate ``cuda.shared.array(SHARED_SHAPE, F64)`` (the reductions' per-warp slots)

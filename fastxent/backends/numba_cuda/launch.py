@@ -220,6 +220,35 @@ def plan(job, row_loss=None):
     return kernel, blocks, threads, args, row_loss, grad
 
 
+_CAPPED = {}
+
+
+def register_cap(dtype) -> int:
+    """The register cap of kernels on ``dtype`` logits (``_config``; 0: none)."""
+    name = "CUDA_MAX_REGISTERS_F32" if np.dtype(dtype) == np.float32 else "CUDA_MAX_REGISTERS_F64"
+    cap = int(getattr(_config, name))
+    if cap < 0 or cap > 255:
+        raise ValueError(f"{name} must be 0 (no cap) or a register count up to 255, got {cap}")
+    return cap
+
+
+def capped(kernel, dtype, threads: int):
+    """``kernel`` compiled with the register cap of ``dtype`` (one dispatcher per cap, made on
+    first use; the simulator has no registers). Refuses a block that could not launch."""
+    cap = register_cap(dtype)
+    if SIMULATOR or cap == 0:
+        return kernel
+    if threads * cap > 65536:
+        which = "F32" if np.dtype(dtype) == np.float32 else "F64"
+        raise ValueError(f"{threads} threads per block x {cap} registers per thread exceed an "
+                         f"SM's 65536 registers, so the kernel could not launch: lower "
+                         f"FASTXENT_CUDA_THREADS_PER_BLOCK or FASTXENT_CUDA_MAX_REGISTERS_{which}")
+    key = (kernel.py_func, cap)
+    if key not in _CAPPED:
+        _CAPPED[key] = cuda.jit(max_registers=cap)(kernel.py_func)
+    return _CAPPED[key]
+
+
 def run(job):
     """Row losses of ``job`` (float64; NumPy for a host job, a device array for a device job);
     the gradient goes to ``job.grad`` when it is set."""
@@ -228,7 +257,7 @@ def run(job):
     if n_rows == 0:
         return np.zeros(0) if host else cuda.device_array(0, np.float64)
     kernel, blocks, threads, args, row_loss, grad = plan(job)
-    kernel[blocks, threads](*args)
+    capped(kernel, job.logits.dtype, threads)[blocks, threads](*args)
     if not host:
         return row_loss
     if job.grad is not None:
@@ -298,3 +327,60 @@ def signatures():
                 out.append((kernel, (x, y, arr(f64), arr(f64), arr(f64), types.UniTuple(f64, 2),
                                      types.UniTuple(f64, 5), common[0], x, common[1], i64)))
     return out
+
+
+_LOSS_KERNELS = (softmax_xent_sparse, softmax_xent_dense, softmax_focal_sparse,
+                 softmax_focal_dense, bce_sparse, bce_dense, focal_sparse, focal_dense)
+
+
+def kernel_resources(cc=(9, 0)):
+    """``[(kernel, signature, registers per thread, spilled bytes)]`` of every signature of
+    ``signatures()``, compiled to PTX and assembled for compute capability ``cc`` by nvJitLink
+    (``numba-cuda[cu13]``; no GPU needed) under the register caps ``run`` applies. Registers
+    decide how many blocks share an SM (65536 registers each on sm_90), hence the loads in
+    flight per SM (README, "Expected performance"); spilled bytes are register spill stores
+    to local memory. Without a GPU, device functions are told ``cc`` in place of the current
+    device's compute capability."""
+    import re
+    from unittest import mock
+
+    import numba.cuda.dispatcher as dispatcher
+    from cuda.bindings import nvjitlink
+
+    class _Device:
+        compute_capability = tuple(cc)
+
+    patch = (mock.patch.object(dispatcher, "get_current_device", lambda: _Device())
+             if not cuda.is_available() else mock.MagicMock())
+    out = []
+    with patch:
+        for kernel, signature in signatures():
+            ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=tuple(cc))
+            data = ptx.encode()
+            options = [f"-arch=sm_{cc[0]}{cc[1]}", "-Xptxas=-v"]
+            dtype = getattr(signature[0], "dtype", None)
+            cap = register_cap(np.float32 if str(dtype) == "float32" else np.float64)
+            if kernel in _LOSS_KERNELS and cap:
+                options.append(f"-maxrregcount={cap}")
+            handle = nvjitlink.create(len(options), options)
+            try:
+                nvjitlink.add_data(handle, nvjitlink.InputType.PTX, data, len(data), "kernel")
+                nvjitlink.complete(handle)
+                log = bytearray(nvjitlink.get_info_log_size(handle))
+                nvjitlink.get_info_log(handle, log)
+            finally:
+                nvjitlink.destroy(handle)
+            found = re.search(r"(\d+) bytes spill stores.*?Used (\d+) registers", log.decode(),
+                              re.S)
+            if found is None:
+                raise RuntimeError(f"nvJitLink reported no resources for "
+                                   f"{kernel.py_func.__name__}: {log.decode()[-500:]}")
+            out.append((kernel.py_func.__name__, signature, int(found.group(2)),
+                        int(found.group(1))))
+    return out
+
+
+if __name__ == "__main__":                            # the table in the README
+    for name, signature, registers, spilled in kernel_resources():
+        types_ = ", ".join(str(getattr(t, "dtype", t)) for t in signature[:2])
+        print(f"{name:26s} {types_:20s} {registers:4d} registers {spilled:4d} B spilled")
