@@ -77,6 +77,13 @@ CUDA_THREADS_PER_BLOCK = _env_int("FASTXENT_CUDA_THREADS_PER_BLOCK", 256)
 #: printed by ``python -m fastxent.backends.numba_cuda.launch`` and bounded by a test.
 CUDA_MAX_REGISTERS_F32 = _env_int("FASTXENT_CUDA_MAX_REGISTERS_F32", 80)
 CUDA_MAX_REGISTERS_F64 = _env_int("FASTXENT_CUDA_MAX_REGISTERS_F64", 128)
+#: Softmax rows longer than CUDA_LONG_ROW_BYTES get blocks of CUDA_LONG_ROW_THREADS threads,
+#: one row each (0: never). The gradient pass re-reads its row, from L2 while the rows in
+#: flight fit: 3 blocks x 132 SMs of an H100 hold 396 rows, 25 MB (half its L2) at 64 KB each;
+#: one 512-thread block per SM holds 132 rows, up to 190 KB (47k float32 classes) each.
+#: The sigmoid families read rows once and keep the default blocks.
+CUDA_LONG_ROW_BYTES = _env_int("FASTXENT_CUDA_LONG_ROW_BYTES", 65536)
+CUDA_LONG_ROW_THREADS = _env_int("FASTXENT_CUDA_LONG_ROW_THREADS", 512)
 #: Threads per row = the smallest power of two >= C / this (at most a block): short rows share a
 #: block (rows per block = threads per block / threads per row), long rows get a whole block.
 CUDA_ELEMENTS_PER_THREAD = _env_int("FASTXENT_CUDA_ELEMENTS_PER_THREAD", 8)

@@ -187,6 +187,42 @@ def test_groups_wider_than_a_warp(monkeypatch, family, form):
     assert_grad_close(grad, ref_grad, np.float64)
 
 
+@needs_kernels
+@pytest.mark.parametrize("family,form", [("softmax_cross_entropy", "index"),
+                                         ("softmax_focal_loss", "dense")])
+def test_long_softmax_rows_get_their_own_larger_blocks(monkeypatch, family, form):
+    """Rows over CUDA_LONG_ROW_BYTES: one row per block of CUDA_LONG_ROW_THREADS threads (here
+    16-thread blocks where other rows get 8), same results."""
+    monkeypatch.setattr(_config, "CUDA_LONG_ROW_BYTES", 8 * 30)
+    monkeypatch.setattr(_config, "CUDA_LONG_ROW_THREADS", 16)
+    logits, targets, options = make_case(family, form, np.float64, seed=12, n=3, c=37)
+    loss, grad = getattr(fastxent, family)(logits, targets, reduction="none", return_grad=True,
+                                           backend="cuda", **options)
+    ref_loss, ref_grad = reference(family, logits, targets, options, "none")
+    assert_loss_close(loss, ref_loss, np.float64)
+    assert_grad_close(grad, ref_grad, np.float64)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason="numba-cuda is not installed")
+def test_layout_gives_long_softmax_rows_one_larger_block_each(monkeypatch):
+    from fastxent.backends.numba_cuda import launch
+    monkeypatch.setattr(_config, "CUDA_THREADS_PER_BLOCK", 256)
+    monkeypatch.setattr(_config, "CUDA_ELEMENTS_PER_THREAD", 8)
+    monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 65536)
+    monkeypatch.setattr(_config, "CUDA_LONG_ROW_BYTES", 65536)
+    monkeypatch.setattr(_config, "CUDA_LONG_ROW_THREADS", 512)
+    assert launch.layout(1000, 100) == (63, 256, 16)           # 16 rows per block
+    assert launch.layout(1000, 16384, 16384 * 4) == (1000, 256, 256)
+    assert launch.layout(1000, 16385, 16385 * 4) == (1000, 512, 512)
+    assert launch.layout(1000, 16385, 0) == (1000, 256, 256)   # sigmoid: one read per row
+    monkeypatch.setattr(_config, "CUDA_LONG_ROW_BYTES", 0)
+    assert launch.layout(1000, 10 ** 6, 8 * 10 ** 6) == (1000, 256, 256)
+    monkeypatch.setattr(_config, "CUDA_LONG_ROW_BYTES", 65536)
+    monkeypatch.setattr(_config, "CUDA_LONG_ROW_THREADS", 384)
+    with pytest.raises(ValueError, match="CUDA_LONG_ROW_THREADS"):
+        launch.layout(10, 10 ** 5, 4 * 10 ** 5)
+
+
 # --------------------------------------------------------------------------------------------
 # buffers, in place, determinism, edge cases
 # --------------------------------------------------------------------------------------------

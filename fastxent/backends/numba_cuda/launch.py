@@ -119,14 +119,19 @@ def index_targets(labels, ignore_index: int, n_classes: int, sample_weight, clas
     return indptr, indices[:n], values[:n], device_sum(row_weight)
 
 
-def layout(n_rows: int, n_classes: int):
-    """(blocks, threads per block, threads per row) from the tunables in ``_config``."""
+def layout(n_rows: int, n_classes: int, row_bytes: int = 0):
+    """(blocks, threads per block, threads per row) from the tunables in ``_config``;
+    ``row_bytes``: a softmax row's size (0 for the sigmoid families), which picks the long-row
+    blocks above ``CUDA_LONG_ROW_BYTES``."""
     threads = int(_config.CUDA_THREADS_PER_BLOCK)
+    if 0 < int(_config.CUDA_LONG_ROW_BYTES) < row_bytes:
+        threads = int(_config.CUDA_LONG_ROW_THREADS)
     if not SIMULATOR and (threads % WARP or not 0 < threads <= 1024):
-        raise ValueError(f"CUDA_THREADS_PER_BLOCK must be a multiple of {WARP} in "
-                         f"[32, 1024], got {threads}")
+        raise ValueError(f"threads per block (CUDA_THREADS_PER_BLOCK, CUDA_LONG_ROW_THREADS) "
+                         f"must be a multiple of {WARP} in [32, 1024], got {threads}")
     if threads & (threads - 1):
-        raise ValueError(f"CUDA_THREADS_PER_BLOCK must be a power of two, got {threads}")
+        raise ValueError(f"threads per block (CUDA_THREADS_PER_BLOCK, CUDA_LONG_ROW_THREADS) "
+                         f"must be a power of two, got {threads}")
     want = max(1, -(-n_classes // max(1, int(_config.CUDA_ELEMENTS_PER_THREAD))))
     group = 1 << (want - 1).bit_length()
     group = min(group, threads)
@@ -166,7 +171,9 @@ def plan(job, row_loss=None):
         row_loss = cuda.device_array(n_rows, np.float64)
     cw = _optional(job.class_weight)
     sw = _optional(job.sample_weight)
-    blocks, threads, group = layout(n_rows, n_classes)
+    softmax = job.family in ("softmax_xent", "softmax_focal")
+    blocks, threads, group = layout(n_rows, n_classes,
+                                    n_classes * dtype.itemsize if softmax else 0)
     sparse = job.kind == "sparse"
     if sparse:
         indptr = _on_device(job.indptr, np.int64)
