@@ -12,9 +12,9 @@ synchronisation. Host and device arrays in one call raise ``TypeError`` (sparse 
 ``MultiLabel`` / scipy.sparse, are host structures by nature and are copied over).
 
 Validation never calls ``np.asarray`` on a device array: shapes, dtypes and contiguity come from
-the array interface; dense targets are range-checked on the device; class indices and the weight
-vectors (O(N + C), small next to the N x C logits) are copied to the host and checked by the
-same ``_checks`` functions as host input.
+the array interface; dense targets, class indices and weight vectors are checked on the device,
+and a few bytes come back (a count of bad entries, the mean's denominator); only bad input is
+copied to the host, to say what is wrong with the same messages as host input.
 """
 from __future__ import annotations
 
@@ -144,6 +144,70 @@ def _host(value: Any):
     if is_device_array(value):
         return as_device(value).copy_to_host()
     return value
+
+
+def _is_vector(value) -> bool:
+    """Whether ``value`` (host or device) is an array of one or more dimensions."""
+    if is_device_array(value):
+        return len(as_device(value).shape) > 0
+    return value is not None and np.ndim(value) > 0
+
+
+class _Weights:
+    """The weight vectors of one call. Host vectors are checked at once by ``_checks``; a device
+    vector's dtype and shape come from its metadata and its values are checked on the device
+    (``launch.weights`` counts entries outside the domain while making the float64 copy the
+    kernels read), and ``raise_if_bad`` reads every count back at once (8 bytes per vector,
+    before any loss kernel runs); only a bad vector is copied to the host, to say what is
+    wrong with the same message as host input."""
+
+    def __init__(self, launch):
+        self.launch = launch
+        self.pending = []
+        self.bad = None
+
+    def vector(self, value, length: int, name: str, what: str, hi: float = math.inf):
+        if not is_device_array(value):
+            arr = _checks._weight_vector(value, length, name, what)
+            if arr is not None and arr.size and arr.max() > hi:
+                raise ValueError(f"{name} must be in [0, {hi:g}], found {arr.max()}")
+            return arr
+        from numba import cuda
+
+        d = as_device(value)
+        probe = np.lib.stride_tricks.as_strided(np.zeros(1, np.dtype(d.dtype)),
+                                                shape=tuple(d.shape),
+                                                strides=(0,) * len(d.shape))
+        _checks._weight_vector(probe, length, name, what)    # dtype and shape, no data read
+        if self.bad is None:
+            self.bad = cuda.to_device(np.zeros(4, np.int64))
+        slot = len(self.pending)
+        self.pending.append((name, d, length, what, hi))
+        return self.launch.weights(d, 0.0, hi, self.bad, slot)
+
+    def raise_if_bad(self) -> None:
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        counts = self.bad.copy_to_host()
+        for slot, (name, d, length, what, hi) in enumerate(pending):
+            if counts[slot]:
+                self.vector(d.copy_to_host(), length, name, what, hi)       # raises
+                raise AssertionError(f"{name} was out of its domain on the device but not "
+                                     f"on the host")
+
+    def product(self, a, b):
+        """``a * b`` of two checked vectors (either may be None, host or device)."""
+        if b is None:
+            return a
+        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+            return a * b
+        if isinstance(a, np.ndarray):
+            a, b = b, a
+        from numba import cuda
+
+        scratch = cuda.to_device(np.zeros(1, np.int64))   # the values were checked already
+        return self.launch.weights(a, -math.inf, math.inf, scratch, 0, factor=b)
 
 
 def _pointer_range(arr):
@@ -294,8 +358,25 @@ def device_loss(family: str, arguments: dict, devices: list):
     x = _device_logits(arguments["logits"])
     n, c = x.shape
     job = Canonical(family=family, logits=x, kind="sparse")
-    cw = _checks.class_vector(_host(arguments["class_weight"]), c, "class_weight")
-    sw = _checks.row_vector(_host(arguments["sample_weight"]), n, "sample_weight")
+    weights = _Weights(launch)
+    cw = weights.vector(arguments["class_weight"], c, "class_weight", "class")
+    sw = weights.vector(arguments["sample_weight"], n, "sample_weight", "row")
+    if family == "sigmoid_bce":
+        pos_weight = arguments["pos_weight"]
+        if _is_vector(pos_weight):
+            job.pos_weight = weights.vector(pos_weight, c, "pos_weight", "class")
+            job.pos_weight_scalar = 1.0
+        else:
+            job.pos_weight, job.pos_weight_scalar = _checks.scalar_or_class_vector(
+                _host(pos_weight), c, "pos_weight")
+    elif family == "softmax_focal":
+        alpha = arguments["alpha"]
+        if _is_vector(alpha):
+            alpha_vec = weights.vector(alpha, c, "alpha", "class", hi=1.0)
+        else:
+            a = _checks.alpha_scalar(_host(alpha))
+            alpha_vec = None if a < 0 else np.full(c, a)
+    weights.raise_if_bad()                      # one read back for every device vector
     job.sample_weight = sw
     job.label_smoothing = _checks.unit_interval(arguments["label_smoothing"], "label_smoothing")
     targets = arguments["targets"]
@@ -337,8 +418,10 @@ def device_loss(family: str, arguments: dict, devices: list):
                             f"shape {tuple(t.shape)}")
     if family in _SOFTMAX:
         job.class_weight = cw
-        if cw is not None:
+        if isinstance(cw, np.ndarray):
             job.extra["class_weight_sum"] = float(np.sum(cw))
+        elif cw is not None and family == "softmax_xent":
+            job.extra["class_weight_sum"] = launch.device_sum(cw)       # 8 bytes back
     else:
         job.class_weight = cw
         denominator = float(n * c)
@@ -346,19 +429,10 @@ def device_loss(family: str, arguments: dict, devices: list):
         job.z_loss = _checks.nonneg(arguments["z_loss"], "z_loss")
     elif family == "softmax_focal":
         job.gamma = _checks.nonneg(arguments["gamma"], "gamma")
-        alpha = _host(arguments["alpha"])
-        if alpha is not None and np.ndim(alpha) == 1:
-            alpha_vec = _checks.class_vector(alpha, c, "alpha")
-            if alpha_vec.size and alpha_vec.max() > 1:
-                raise ValueError(f"alpha must be in [0, 1], found {alpha_vec.max()}")
-        else:
-            a = _checks.alpha_scalar(alpha)
-            alpha_vec = None if a < 0 else np.full(c, a)
         if alpha_vec is not None:
-            job.class_weight = alpha_vec * cw if cw is not None else alpha_vec
+            job.class_weight = weights.product(alpha_vec, cw)
     elif family == "sigmoid_bce":
-        job.pos_weight, job.pos_weight_scalar = _checks.scalar_or_class_vector(
-            _host(arguments["pos_weight"]), c, "pos_weight")
+        pass                                    # pos_weight: checked with the other vectors
     else:
         job.gamma = _checks.nonneg(arguments["gamma"], "gamma")
         gamma_neg = arguments["gamma_neg"]

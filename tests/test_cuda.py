@@ -379,10 +379,11 @@ def test_bad_device_targets_raise_before_any_work():
 @pytest.mark.parametrize("family", ["softmax_cross_entropy", "softmax_focal_loss"])
 def test_device_class_indices_stay_on_the_device(monkeypatch, family):
     """Class indices on the device become CSR rows on the device: the weighted mean (ignored
-    rows, class and sample weights) matches the reference, and the labels are never read back
-    to the host (the weights are, to be validated; the loss and the mean's denominator are
-    single values); an index out of range raises, naming the row, before the logits (here also
-    the gradient buffer) change."""
+    rows, class and sample weights) matches the reference, and neither the labels nor the
+    weights are read back to the host (what comes back: one count of bad weights per vector,
+    read at once, and single values: the mean's denominator, the class weights' sum, the
+    loss); an index out of range raises, naming the row, before the logits (here also the
+    gradient buffer) change."""
     rng = np.random.default_rng(7)
     n, c = 9, 6
     logits = rng.standard_normal((n, c))
@@ -400,8 +401,10 @@ def test_device_class_indices_stay_on_the_device(monkeypatch, family):
     monkeypatch.setattr(array_type, "copy_to_host", recording)
     loss, grad = getattr(fastxent, family)(cuda.to_device(logits), cuda.to_device(labels),
                                            return_grad=True, **options_dev)
-    assert reads and all(kind == "f" for kind, _ in reads), reads
-    assert [size for _, size in reads].count(1) == 2, reads
+    assert reads.count(("i", 4)) == 1, reads                 # the weights' bad-entry counts
+    floats = [size for kind, size in reads if kind == "f"]
+    assert floats == [1] * (3 if family == "softmax_cross_entropy" else 2), reads
+    assert len(reads) == len(floats) + 1, reads
     monkeypatch.setattr(array_type, "copy_to_host", original)
     ref_loss, ref_grad = reference(family, logits, labels, options, "mean")
     assert_loss_close(loss, ref_loss, np.float64)
@@ -412,6 +415,38 @@ def test_device_class_indices_stay_on_the_device(monkeypatch, family):
         getattr(fastxent, family)(x, cuda.to_device(labels), return_grad=True, grad_out=x,
                                   **options_dev)
     np.testing.assert_array_equal(x.copy_to_host(), logits)
+
+
+@needs_kernels
+@pytest.mark.parametrize("family,name,bad,message", [
+    ("softmax_cross_entropy", "class_weight", -1.0, "class_weight must be finite and >= 0, "
+                                                    "found -1.0"),
+    ("softmax_focal_loss", "sample_weight", np.nan, "sample_weight must be finite and >= 0, "
+                                                    "found nan"),
+    ("sigmoid_binary_cross_entropy", "pos_weight", np.inf, "pos_weight must be finite and >= 0"),
+    ("softmax_focal_loss", "alpha", 1.5, r"alpha must be in \[0, 1\], found 1.5"),
+])
+def test_device_weight_vectors_are_checked_on_the_device(family, name, bad, message):
+    """A bad entry in a device weight vector raises the host message, before any loss kernel
+    writes the gradient (here the logits themselves), and leaves the vector as it was."""
+    rng = np.random.default_rng(4)
+    n, c = 4, 5
+    logits = rng.standard_normal((n, c))
+    targets = rng.integers(0, c, n) if family in SOFTMAX else (rng.random((n, c)) > 0.5) * 1.0
+    vector = rng.random(n if name == "sample_weight" else c) * 0.5
+    vector[2] = bad
+    d_vector = cuda.to_device(vector)
+    x = cuda.to_device(logits)
+    with pytest.raises(ValueError, match=message):
+        getattr(fastxent, family)(x, cuda.to_device(targets), return_grad=True, grad_out=x,
+                                  **{name: d_vector})
+    np.testing.assert_array_equal(x.copy_to_host(), logits)
+    np.testing.assert_array_equal(d_vector.copy_to_host(), vector)
+    vector[2] = 0.25                                   # and a good one gives the host result
+    ok = getattr(fastxent, family)(cuda.to_device(logits), cuda.to_device(targets),
+                                   **{name: cuda.to_device(vector)})
+    ref = getattr(fastxent, family)(logits, targets, backend="numpy", **{name: vector})
+    assert_loss_close(ok, ref, np.float64)
 
 
 def test_device_detection_without_a_gpu():

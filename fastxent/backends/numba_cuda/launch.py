@@ -73,6 +73,35 @@ def count_outside_unit(values) -> int:
 
 
 @cuda.jit
+def weights_kernel(values, lo, hi, factor, out, bad, slot):
+    """``out[i] = values[i] * factor[i]`` in float64 (``factor`` empty: 1) and ``bad[slot] +=``
+    the number of ``values`` outside [lo, hi] or not finite (validation of device weight
+    vectors; an integer count, so the atomic add is exact and order-free)."""
+    has_factor = factor.size > 0
+    count = 0
+    for i in range(cuda.grid(1), values.size, cuda.gridsize(1)):
+        v = float(values[i])
+        if not (math.isfinite(v) and v >= lo and v <= hi):
+            count += 1
+        out[i] = v * factor[i] if has_factor else v
+    if count:
+        cuda.atomic.add(bad, slot, count)
+
+
+def weights(values, lo: float, hi: float, bad, slot: int, factor=None):
+    """A float64 device copy of the device vector ``values`` (times ``factor``, host or device,
+    when given), counting its entries outside [lo, hi] into ``bad[slot]`` on the device: no
+    host synchronisation (the caller reads ``bad`` once for every vector it checks)."""
+    n = values.shape[0]
+    out = cuda.device_array(n, np.float64)
+    if n:
+        threads = 8 if SIMULATOR else 256
+        weights_kernel[max(1, min(-(-n // threads), 1024)), threads](
+            values, float(lo), float(hi), _optional(factor), out, bad, np.int64(slot))
+    return out
+
+
+@cuda.jit
 def index_targets_kernel(labels, ignore_index, n_classes, sample_weight, class_weight, indptr,
                          indices, values, row_weight):
     """Class indices -> one-positive CSR rows, on the device: ``indptr[i] = i``, ``indices[i]``
@@ -307,6 +336,8 @@ def signatures():
     out = [(sum_rows, (arr(f64), arr(f64)))]
     for target in (types.float32, types.float64, types.uint8):
         out.append((count_outside_unit_kernel, (arr(target, 2), arr(i64))))
+    for value in (types.float64, types.float32, types.int64, types.int32):
+        out.append((weights_kernel, (arr(value), f64, f64, arr(f64), arr(f64), arr(i64), i64)))
     for label in (types.int64, types.int32, types.uint8):
         out.append((index_targets_kernel, (arr(label), i64, i64, arr(f64), arr(f64), arr(i64),
                                            arr(i64), arr(f64), arr(f64))))
