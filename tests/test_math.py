@@ -47,7 +47,8 @@ FLUSH = float(np.exp(np.float64(EXP_LO)))
 # ============================================================================================
 
 #: the float32-specialised primitives of the table (``exp_nonpos`` is newer: tested when present)
-PRIMITIVES = tuple(p for p in ("exp", "exp_nonpos", "log", "log1p_unit", "neg_expm1")
+PRIMITIVES = tuple(p for p in ("exp", "exp_nonpos", "log", "log1p_unit", "neg_expm1",
+                               "recip_unit")
                    if hasattr(M, p))
 MODES = ("plain", "kernel")
 
@@ -181,6 +182,7 @@ def _stated_bounds():
         "log_rel": r"``log_poly``: max absolute error [^\n]*\n[^`]*?relative " + num,
         "log1p_unit": r"``log1p_poly``: max relative error " + num,
         "neg_expm1": r"``neg_expm1_poly``: max relative error " + num,
+        "recip_unit": r"``fdiv arcp ninf``: max relative error " + num,
     }.items():
         m = re.search(pattern, doc)
         found[key] = float(m.group(1)) if m else None
@@ -392,6 +394,19 @@ def test_log1p_poly_subnormal_arguments(mode):
     got = run_primitive("log1p_unit", mode, e)
     exact = np.log1p(e.astype(np.float64))
     assert_abs(got, exact, 2.0 ** -149, e, f"log1p_unit on subnormals ({mode})")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_recip_unit_every_float32_of_its_domain(mode):
+    """recip_unit: every float32 in [1, 2] (in a loop that vectorises: the reciprocal
+    estimate and its Newton step; the scalar remainder divides exactly), within the
+    stated bound; NaN propagates."""
+    d = f32_bits(0x3F800000, 0x40000001)
+    got = run_primitive("recip_unit", mode, d)
+    assert_rel(got, 1.0 / d.astype(np.float64), BOUND["recip_unit"], d,
+               f"recip_unit on [1, 2] ({mode})")
+    nan = run_primitive("recip_unit", mode, np.full(64, np.nan, np.float32))
+    assert np.all(np.isnan(nan))
 
 
 def nexpm1_grid():

@@ -207,6 +207,12 @@ cdef inline floating neg_expm1(floating t) noexcept nogil:
         return -libm_expm1(-t)
 
 
+cdef inline floating recip_unit(floating d) noexcept nogil:
+    """``1 / d`` for ``d`` in [1, 2] (exact here: GCC has no per-operation reciprocal
+    estimate, and its ``-mrecip`` needs whole-file fast-math)."""
+    return 1 / d
+
+
 # ---------------------------------------------------------------------------------------------
 # Formulas
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +224,7 @@ cdef inline void softplus_pair(floating x, floating* sp_pos, floating* sp_neg,
     cdef floating one = 1.0
     cdef floating e = exp_nonpos(-x if x >= zero else x)       # exp(-|x|), in (0, 1]
     cdef floating l1p = log1p_unit(e)
-    cdef floating inv = one / (one + e)
+    cdef floating inv = recip_unit(one + e)
     cdef floating big = inv                                    # sigmoid(|x|)
     cdef floating small = e * inv                              # sigmoid(-|x|)
     cdef bint pos = x >= zero

@@ -12,6 +12,7 @@ one definition, compiled as a device function. The primitives get per-dtype impl
   and these kernels are bound by memory bandwidth, not by the special-function units.
 * ``cast_like(x, c)``: ``c`` in x's type (keeps float32 arithmetic in float32).
 * ``fence(x)``: ``x`` (kernels are compiled without fast-math, so nothing reassociates).
+* ``recip_unit(d)``: ``1 / d`` in d's type, a correctly rounded division.
 
 Under the simulator (``NUMBA_ENABLE_CUDASIM=1``) kernels run as Python: they call ``_math`` as
 is, and nothing is registered. The simulator has no warp shuffles: ``xor_shuffle5`` emulates
@@ -40,7 +41,7 @@ MAX_WARPS = 32
 SCRATCH = 2 * SLOTS * 1024 if SIMULATOR else 1
 
 _PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "log", "log1p_unit",
-               "neg_expm1", "exp2i", "split_exponent"}
+               "neg_expm1", "recip_unit", "exp2i", "split_exponent"}
 # float32 polynomials of the CPU backend: not used on the GPU (see the module docstring)
 _CPU_ONLY = {"exp_poly", "exp_nonpos_poly", "log_poly", "log1p_poly", "_atanh_series",
              "neg_expm1_poly"}
@@ -76,6 +77,7 @@ def _register_for_cuda():
     _same_type("log", lambda x: math.log(x))
     _same_type("log1p_unit", lambda x: math.log1p(x))
     _same_type("neg_expm1", lambda x: -math.expm1(-x))
+    _same_type("recip_unit", lambda x: _math.cast_like(x, 1.0) / x)      # IEEE division
 
     for name in dir(_math):
         obj = getattr(_math, name)
