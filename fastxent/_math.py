@@ -21,7 +21,7 @@ primitive              meaning (float64: exactly this)  float32 in the Numba CPU
                                                         (vector loops: ``vrcp14ps`` and one
                                                         Newton step instead of ``vdivps``)
 ``fence(x)``           ``x``                            ``llvm.arithmetic.fence``
-``rint(t)``            a nearest integer, as a float    int32 round trip
+``rint(t)``            a nearest integer, as a float    ``llvm.rint`` (one round instruction)
 ``exp2i(k, like)``     ``2.0 ** k`` (k integral)        bit construction of the exponent field
 ``split_exponent(x)``  ``x = m * 2**e``, m in            bit extraction
                        [sqrt(1/2), sqrt(2))

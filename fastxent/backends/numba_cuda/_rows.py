@@ -9,10 +9,10 @@ addresses (coalesced), and a thread reads and writes only its own classes, so th
 the gradient buffer. Every thread of a block runs the same number of loop trips and reductions
 (rows past the end are empty), which keeps ``syncthreads`` and full-warp shuffles legal.
 
-Reductions: a butterfly of ``xor_shuffle5`` (``shfl_xor_sync``) inside the warp (every lane ends with the same bits:
-floating-point addition is commutative), then, for groups wider than a warp, one value per warp
-through shared memory, combined by every thread in warp order. No atomics: the same input gives
-the same bits, run after run.
+Reductions: a butterfly of ``xor_shuffle5`` (``shfl_xor_sync``) inside the warp (every lane ends
+with the same bits: floating-point addition is commutative), then, for groups wider than a warp,
+one value per warp through shared memory, combined by every thread in warp order. No atomics: the
+same input gives the same bits, run after run.
 """
 import math
 

@@ -181,8 +181,8 @@ def _optional(arr):
 
 
 def plan(job, row_loss=None):
-    """(kernel, blocks, threads, args, row_loss, grad) for ``job`` without launching (used by ``run`` and by
-    the PTX test, which compiles every signature this produces)."""
+    """(kernel, blocks, threads, args, row_loss, grad) for ``job`` without launching (used by
+    ``run`` and by the PTX test, which compiles every signature this produces)."""
     host = isinstance(job.logits, np.ndarray)
     n_rows, n_classes = job.logits.shape
     logits = _on_device(job.logits)
