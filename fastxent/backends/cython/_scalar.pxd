@@ -65,12 +65,11 @@ cdef inline float exp_poly(float x) noexcept nogil:
     xc = xc if xc < hi else hi
     kf = rint_f32(xc * <float>1.4426950408889634)
     r = fence_f32(xc - kf * <float>0.693359375) - kf * <float>-2.12194440e-4   # Cody-Waite
-    p = <float>(1.0 / 5040.0)
-    p = p * r + <float>(1.0 / 720.0)
-    p = p * r + <float>(1.0 / 120.0)
-    p = p * r + <float>(1.0 / 24.0)
-    p = p * r + <float>(1.0 / 6.0)
-    p = p * r + <float>0.5
+    p = <float>0.0013814519625157118                      # _math.EXP_C6 ... EXP_C2
+    p = p * r + <float>0.00836874358355999
+    p = p * r + <float>0.04166839271783829
+    p = p * r + <float>0.1666652113199234
+    p = p * r + <float>0.4999999403953552
     p = p * r + one
     p = p * r + one
     res = p * exp2i_f32(kf - one) * <float>2.0
@@ -87,12 +86,11 @@ cdef inline float exp_nonpos_poly(float x) noexcept nogil:
     xc = x if x > lo else lo
     kf = rint_f32(xc * <float>1.4426950408889634)
     r = fence_f32(xc - kf * <float>0.693359375) - kf * <float>-2.12194440e-4   # Cody-Waite
-    p = <float>(1.0 / 5040.0)
-    p = p * r + <float>(1.0 / 720.0)
-    p = p * r + <float>(1.0 / 120.0)
-    p = p * r + <float>(1.0 / 24.0)
-    p = p * r + <float>(1.0 / 6.0)
-    p = p * r + <float>0.5
+    p = <float>0.0013814519625157118                      # _math.EXP_C6 ... EXP_C2
+    p = p * r + <float>0.00836874358355999
+    p = p * r + <float>0.04166839271783829
+    p = p * r + <float>0.1666652113199234
+    p = p * r + <float>0.4999999403953552
     p = p * r + one
     p = p * r + one
     res = p * exp2i_f32(kf) if x >= lo else <float>0.0
