@@ -13,6 +13,8 @@ primitive              meaning (float64: exactly this)  float32 in the Numba CPU
 ``cast_like(x, c)``    the constant ``c`` in x's type   ``float32(c)`` (keeps float32 math in float32)
 ``exp(x)``             ``math.exp``                     ``exp_poly``: max relative error 4e-7
 ``exp_nonpos(x)``      ``math.exp`` for x <= 0          ``exp_nonpos_poly``: max relative error 4e-7
+``exp_nonpos_num(x)``  ``math.exp`` for x <= 0, not     ``exp_nonpos_num_poly``: max relative error 4e-7
+                       NaN                              (``exp_nonpos_poly`` without its NaN test)
 ``log(x)``             ``math.log``                     ``log_poly``: max absolute error 3e-7 for
                                                         x in [0.5, 2], relative 2e-7 elsewhere
 ``log1p_unit(e)``      ``math.log1p`` on [0, 1]         ``log1p_poly``: max relative error 2.3e-7
@@ -64,6 +66,13 @@ def exp_nonpos(x):
     """``exp(x)`` for ``x <= 0`` (or NaN): every exponential the losses take has such an
     argument (``x - max``, ``-|x|``, ``g log q`` with q <= 1), which makes the float32 version
     cheaper than a general exp."""
+    return math.exp(x)
+
+
+def exp_nonpos_num(x):
+    """``exp(x)`` for ``x <= 0`` that is never NaN: ``x - m`` in a row whose max ``m`` is
+    finite (the float32 version leaves out ``exp_nonpos``'s NaN test, two of its vector
+    operations)."""
     return math.exp(x)
 
 
@@ -144,8 +153,9 @@ def exp_poly(x):
     return res if x == x else x
 
 
-def exp_nonpos_poly(x):
-    """exp(x) for x <= 0 or NaN: ``exp_poly`` without the overflow side. x < -86.64 gives 0."""
+def exp_nonpos_num_poly(x):
+    """exp(x) for x <= 0, not NaN: ``exp_poly`` without the overflow side. x < -86.64 gives
+    0."""
     lo = cast_like(x, -86.64315)      # -125 ln2: keeps 2**k a normal number
     xc = x if x > lo else lo
     kf = rint(xc * cast_like(x, LOG2E))
@@ -157,7 +167,13 @@ def exp_nonpos_poly(x):
     p = p * r + cast_like(x, EXP_C2)
     p = p * r + cast_like(x, 1.0)
     p = p * r + cast_like(x, 1.0)
-    res = p * exp2i(kf, x) if x >= lo else cast_like(x, 0.0)
+    return p * exp2i(kf, x) if x >= lo else cast_like(x, 0.0)
+
+
+def exp_nonpos_poly(x):
+    """exp(x) for x <= 0 or NaN: ``exp_nonpos_num_poly``, and NaN for NaN (which that maps to
+    a finite value)."""
+    res = exp_nonpos_num_poly(x)
     return res if x == x else x
 
 

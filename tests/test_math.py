@@ -47,7 +47,8 @@ FLUSH = float(np.exp(np.float64(EXP_LO)))
 # ============================================================================================
 
 #: the float32-specialised primitives of the table (``exp_nonpos`` is newer: tested when present)
-PRIMITIVES = tuple(p for p in ("exp", "exp_nonpos", "log", "log1p_unit", "neg_expm1",
+PRIMITIVES = tuple(p for p in ("exp", "exp_nonpos", "exp_nonpos_num", "log", "log1p_unit",
+                               "neg_expm1",
                                "recip_unit")
                    if hasattr(M, p))
 MODES = ("plain", "kernel")
@@ -178,6 +179,7 @@ def _stated_bounds():
     for key, pattern in {
         "exp": r"``exp_poly``: max relative error " + num,
         "exp_nonpos": r"``exp_nonpos_poly``: max relative error " + num,
+        "exp_nonpos_num": r"``exp_nonpos_num_poly``: max relative error " + num,
         "log_abs": r"``log_poly``: max absolute error " + num + r" for",
         "log_rel": r"``log_poly``: max absolute error [^\n]*\n[^`]*?relative " + num,
         "log1p_unit": r"``log1p_poly``: max relative error " + num,
@@ -302,6 +304,21 @@ def test_exp_nonpos_poly_bound(mode):
                f"exp_nonpos ({mode})")
     low = ~normal
     assert low.sum() > 1000 and np.all(got[low] == 0.0) and np.all(exact[low] < FLUSH)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_exp_nonpos_num_poly_bound(mode):
+    """exp_nonpos_num (x <= 0, not NaN): the stated bound, the same flush to 0, and the same
+    bits as exp_nonpos wherever both are defined (one is the other without its NaN test)."""
+    x = exp_grid()
+    x = np.concatenate([x[x <= 0], np.array([-np.inf, -0.0], np.float32)])
+    got = run_primitive("exp_nonpos_num", mode, x)
+    np.testing.assert_array_equal(got, run_primitive("exp_nonpos", mode, x))
+    exact = np.exp(x.astype(np.float64))
+    normal = x >= EXP_LO
+    assert_rel(got[normal], exact[normal], BOUND["exp_nonpos_num"], x[normal],
+               f"exp_nonpos_num ({mode})")
+    assert np.all(got[~normal] == 0.0)
 
 
 @needs_exp_nonpos

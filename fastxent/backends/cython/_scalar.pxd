@@ -78,11 +78,11 @@ cdef inline float exp_poly(float x) noexcept nogil:
     return res if x == x else x
 
 
-cdef inline float exp_nonpos_poly(float x) noexcept nogil:
-    """``_math.exp_nonpos_poly``: exp(x) for x <= 0 or NaN; x < -86.64 -> 0."""
+cdef inline float exp_nonpos_num_poly(float x) noexcept nogil:
+    """``_math.exp_nonpos_num_poly``: exp(x) for x <= 0, not NaN; x < -86.64 -> 0."""
     cdef float lo = -86.64315
     cdef float one = 1.0
-    cdef float xc, kf, r, p, res
+    cdef float xc, kf, r, p
     xc = x if x > lo else lo
     kf = rint_f32(xc * <float>1.4426950408889634)
     r = fence_f32(xc - kf * <float>0.693359375) - kf * <float>-2.12194440e-4   # Cody-Waite
@@ -93,7 +93,12 @@ cdef inline float exp_nonpos_poly(float x) noexcept nogil:
     p = p * r + <float>0.4999999403953552
     p = p * r + one
     p = p * r + one
-    res = p * exp2i_f32(kf) if x >= lo else <float>0.0
+    return p * exp2i_f32(kf) if x >= lo else <float>0.0
+
+
+cdef inline float exp_nonpos_poly(float x) noexcept nogil:
+    """``_math.exp_nonpos_poly``: exp(x) for x <= 0 or NaN; x < -86.64 -> 0."""
+    cdef float res = exp_nonpos_num_poly(x)
     return res if x == x else x
 
 
@@ -178,6 +183,14 @@ cdef inline floating exp_nonpos(floating x) noexcept nogil:
     """``exp(x)`` for ``x <= 0`` (or NaN)."""
     if floating is float:
         return exp_nonpos_poly(x)
+    else:
+        return libm_exp(x)
+
+
+cdef inline floating exp_nonpos_num(floating x) noexcept nogil:
+    """``exp(x)`` for ``x <= 0``, never NaN."""
+    if floating is float:
+        return exp_nonpos_num_poly(x)
     else:
         return libm_exp(x)
 

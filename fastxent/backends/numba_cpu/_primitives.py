@@ -245,18 +245,20 @@ def _dtype_dispatch(name, f32_impl, f64_impl):
 
 _dtype_dispatch("exp", lambda x: _math.exp_poly(x), lambda x: math.exp(x))
 _dtype_dispatch("exp_nonpos", lambda x: _math.exp_nonpos_poly(x), lambda x: math.exp(x))
+_dtype_dispatch("exp_nonpos_num", lambda x: _math.exp_nonpos_num_poly(x), lambda x: math.exp(x))
 _dtype_dispatch("log", lambda x: _math.log_poly(x), lambda x: math.log(x))
 _dtype_dispatch("log1p_unit", lambda x: _math.log1p_poly(x), lambda x: math.log1p(x))
 _dtype_dispatch("neg_expm1", lambda x: _math.neg_expm1_poly(x), lambda x: -math.expm1(-x))
 _dtype_dispatch("recip_unit", lambda x: _recip_estimate(x), lambda x: 1.0 / x)
 
-_PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "log", "log1p_unit",
+_PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "exp_nonpos_num", "log",
+               "log1p_unit",
                "neg_expm1", "recip_unit", "exp2i", "split_exponent"}
 # The polynomial leaves are inlined into every loop that calls them by Numba (so the loops
 # vectorise). The formulas are compiled once per signature and inlined by LLVM (``forceinline``):
 # Numba-level inlining of whole formulas made compile times explode (minutes per kernel), while
 # LLVM inlining costs about what a call does and lets the element loops vectorise.
-_INLINED = {"exp_poly", "exp_nonpos_poly", "log_poly", "log1p_poly", "_atanh_series",
+_INLINED = {"exp_poly", "exp_nonpos_poly", "exp_nonpos_num_poly", "log_poly", "log1p_poly", "_atanh_series",
             "neg_expm1_poly"}
 _CALLEE_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy")
 for _name in dir(_math):
