@@ -258,8 +258,8 @@ _PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "exp_nonpos_nu
 # vectorise). The formulas are compiled once per signature and inlined by LLVM (``forceinline``):
 # Numba-level inlining of whole formulas made compile times explode (minutes per kernel), while
 # LLVM inlining costs about what a call does and lets the element loops vectorise.
-_INLINED = {"exp_poly", "exp_nonpos_poly", "exp_nonpos_num_poly", "log_poly", "log1p_poly", "_atanh_series",
-            "neg_expm1_poly"}
+_INLINED = {"exp_poly", "exp_nonpos_poly", "exp_nonpos_num_poly", "log_poly", "log1p_poly",
+            "_atanh_series", "neg_expm1_poly"}
 _CALLEE_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy")
 for _name in dir(_math):
     _obj = getattr(_math, _name)

@@ -45,8 +45,8 @@ _PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "exp_nonpos_nu
                "log1p_unit",
                "neg_expm1", "recip_unit", "exp2i", "split_exponent"}
 # float32 polynomials of the CPU backend: not used on the GPU (see the module docstring)
-_CPU_ONLY = {"exp_poly", "exp_nonpos_poly", "exp_nonpos_num_poly", "log_poly", "log1p_poly", "_atanh_series",
-             "neg_expm1_poly"}
+_CPU_ONLY = {"exp_poly", "exp_nonpos_poly", "exp_nonpos_num_poly", "log_poly", "log1p_poly",
+             "_atanh_series", "neg_expm1_poly"}
 
 
 def _register_for_cuda():

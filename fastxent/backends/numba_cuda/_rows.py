@@ -106,6 +106,13 @@ def load4(values, row, j, g, n_cols):
 
 
 @device
+def pick4(q, v0, v1, v2, v3):
+    """``(v0, v1, v2, v3)[q]`` for the loop index ``q`` of an unrolled four-load loop (a device
+    function cannot index a tuple with a variable)."""
+    return v0 if q == 0 else (v1 if q == 1 else (v2 if q == 2 else v3))
+
+
+@device
 def thread_stats(logits, row, lane, n_cols, group_threads):
     """This thread's online state ``(m, s1)`` over its classes (one read of each logit), folded
     in class order. The loads come eight at a time, ahead of the (branching) folds: eight

@@ -19,7 +19,7 @@ from numba import cuda
 from ... import _math
 from ._primitives import device
 from ._rows import F64, NEG_INF, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, group_reduce, \
-    group_sums, load4, thread_stats
+    group_sums, load4, pick4, thread_stats
 
 
 @device
@@ -157,8 +157,8 @@ def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, s
         for q in range(4):
             jq = j + q * g
             if jq < n_cols:
-                x = x0 if q == 0 else (x1 if q == 1 else (x2 if q == 2 else x3))
-                t = t0 if q == 0 else (t1 if q == 1 else (t2 if q == 2 else t3))
+                x = pick4(q, x0, x1, x2, x3)
+                t = pick4(q, t0, t1, t2, t3)
                 u = dense_weight(x, t, jq, keep, y0, class_weight, has_cw)
                 f, h = _math.softmax_focal_term((m_x - x) + log_s_x, gamma_x)
                 loss_part += float(u * f)
@@ -175,8 +175,8 @@ def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, s
             for q in range(4):
                 jq = j + q * g
                 if jq < n_cols:
-                    x = x0 if q == 0 else (x1 if q == 1 else (x2 if q == 2 else x3))
-                    t = t0 if q == 0 else (t1 if q == 1 else (t2 if q == 2 else t3))
+                    x = pick4(q, x0, x1, x2, x3)
+                    t = pick4(q, t0, t1, t2, t3)
                     u = dense_weight(x, t, jq, keep, y0, class_weight, has_cw)
                     f, h = _math.softmax_focal_term((m_x - x) + log_s_x, gamma_x)
                     grad[row, jq] = a * _math.exp_nonpos(x - m_x) - b * u * h

@@ -22,7 +22,7 @@ from numba import cuda
 from ... import _math
 from ._primitives import device
 from ._rows import F64, NEG_INF, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, group_reduce, \
-    group_sums, load4, thread_stats
+    group_sums, load4, pick4, thread_stats
 
 
 @device
@@ -172,8 +172,8 @@ def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, s
         for q in range(4):
             jq = j + q * g
             if jq < n_cols:
-                x = x0 if q == 0 else (x1 if q == 1 else (x2 if q == 2 else x3))
-                y = y0 if q == 0 else (y1 if q == 1 else (y2 if q == 2 else y3))
+                x = pick4(q, x0, x1, x2, x3)
+                y = pick4(q, y0, y1, y2, y3)
                 w = class_weight[jq] if has_cw else 1.0
                 gap = float(m_x - x)
                 wy_gap_part += w * float(y) * gap
