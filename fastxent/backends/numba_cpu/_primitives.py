@@ -8,6 +8,7 @@ functions; float32 uses the polynomial versions defined in ``_math`` (they vecto
 Registering overloads changes no Numba configuration.
 """
 import math
+import platform
 
 from llvmlite import ir
 from numba import types
@@ -117,12 +118,23 @@ def stream_scaled(typingctx, dst, d0, src, s0, a):
     return types.none(dst, d0, src, s0, a), codegen
 
 
+#: x86 has a store fence (``sfence``), which is all non-temporal stores need.
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
 @intrinsic
 def store_fence(typingctx):
-    """A full memory fence: orders the non-temporal stores before it (they are weakly
-    ordered) with everything after, so another thread reading the gradient sees them."""
+    """Orders the non-temporal stores before it (they are weakly ordered) before every store
+    after it, so a thread that synchronises with this one later sees them: ``sfence`` on x86
+    (what C code writes after streaming stores; the full fence it replaced, an ``mfence``,
+    also waited for the loads in flight: softmax CE 2.5-7% slower), a full fence elsewhere."""
     def codegen(context, builder, signature, args):
-        builder.fence("seq_cst")
+        if _X86:
+            fn = builder.module.declare_intrinsic("llvm.x86.sse.sfence", (),
+                                                  ir.FunctionType(ir.VoidType(), ()))
+            builder.call(fn, ())
+        else:
+            builder.fence("seq_cst")
         return context.get_dummy_value()
     return types.none(), codegen
 
