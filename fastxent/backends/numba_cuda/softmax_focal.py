@@ -131,6 +131,32 @@ def dense_weight(x, t, j, keep, y0, class_weight, has_cw):
 
 
 @device
+def dense_pass(logits, targets, row, lane, g, n_cols, m_x, log_s_x, gamma_x, keep, y0,
+               class_weight, has_cw, a, b, grad, write):
+    """One pass over a row with dense targets, four logits and targets loaded ahead
+    (``LOADS_IN_FLIGHT``): ``write`` False returns this thread's ``(sum u f, sum u h)`` (phase
+    2), True writes ``grad[row, j] = a p_j - b u_j h_j`` (phase 3) and returns zeros."""
+    loss_part = 0.0
+    h_part = 0.0
+    for j in range(lane, n_cols, 4 * g):
+        x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)
+        t0, t1, t2, t3 = load4(targets, row, j, g, n_cols)
+        for q in range(4):
+            jq = j + q * g
+            if jq < n_cols:
+                x = pick4(q, x0, x1, x2, x3)
+                t = pick4(q, t0, t1, t2, t3)
+                u = dense_weight(x, t, jq, keep, y0, class_weight, has_cw)
+                f, h = _math.softmax_focal_term((m_x - x) + log_s_x, gamma_x)
+                if write:
+                    grad[row, jq] = a * _math.exp_nonpos(x - m_x) - b * u * h
+                else:
+                    loss_part += float(u * f)
+                    h_part += float(u * h)
+    return loss_part, h_part
+
+
+@device
 def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, sw, options,
               grad, want_grad, shared, scratch):
     eps, gamma, grad_scale = options
@@ -148,38 +174,17 @@ def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, s
     keep = _math.cast_like(like, 1.0 - eps)
     y0 = _math.cast_like(like, eps / n_classes)
     # 2. loss and H
-    loss_part = 0.0
-    h_part = 0.0
-    g = group_threads
-    for j in range(lane, n_cols, 4 * g):            # LOADS_IN_FLIGHT (4) logits and targets
-        x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)   # loaded before the first is used
-        t0, t1, t2, t3 = load4(targets, row, j, g, n_cols)
-        for q in range(4):
-            jq = j + q * g
-            if jq < n_cols:
-                x = pick4(q, x0, x1, x2, x3)
-                t = pick4(q, t0, t1, t2, t3)
-                u = dense_weight(x, t, jq, keep, y0, class_weight, has_cw)
-                f, h = _math.softmax_focal_term((m_x - x) + log_s_x, gamma_x)
-                loss_part += float(u * f)
-                h_part += float(u * h)
+    loss_part, h_part = dense_pass(logits, targets, row, lane, group_threads, n_cols, m_x,
+                                   log_s_x, gamma_x, keep, y0, class_weight, has_cw, like, like,
+                                   grad, False)
     loss, h_sum, _ = group_sums(loss_part, h_part, 0.0, group_threads, shared, scratch)
     # 3. gradient
     if want_grad:
         scale = sw * grad_scale
         a = _math.cast_like(like, scale * h_sum / s)
         b = _math.cast_like(like, scale)
-        for j in range(lane, n_cols, 4 * g):        # as in phase 2
-            x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)
-            t0, t1, t2, t3 = load4(targets, row, j, g, n_cols)
-            for q in range(4):
-                jq = j + q * g
-                if jq < n_cols:
-                    x = pick4(q, x0, x1, x2, x3)
-                    t = pick4(q, t0, t1, t2, t3)
-                    u = dense_weight(x, t, jq, keep, y0, class_weight, has_cw)
-                    f, h = _math.softmax_focal_term((m_x - x) + log_s_x, gamma_x)
-                    grad[row, jq] = a * _math.exp_nonpos(x - m_x) - b * u * h
+        dense_pass(logits, targets, row, lane, group_threads, n_cols, m_x, log_s_x, gamma_x,
+                   keep, y0, class_weight, has_cw, a, b, grad, True)
     return sw * loss
 
 
