@@ -13,17 +13,18 @@ primitive              meaning (float64: exactly this)  float32 in the Numba CPU
 ``cast_like(x, c)``    the constant ``c`` in x's type   ``float32(c)`` (keeps float32 math in float32)
 ``exp(x)``             ``math.exp``                     ``exp_poly``: max relative error 4e-7
 ``exp_nonpos(x)``      ``math.exp`` for x <= 0          ``exp_nonpos_poly``: max relative error 4e-7
-``exp_nonpos_num(x)``  ``math.exp`` for x <= 0, not     ``exp_nonpos_num_poly``: max relative error 4e-7
-                       NaN                              (``exp_nonpos_poly`` without its NaN test)
 ``log(x)``             ``math.log``                     ``log_poly``: max absolute error 3e-7 for
                                                         x in [0.5, 2], relative 2e-7 elsewhere
 ``log1p_unit(e)``      ``math.log1p`` on [0, 1]         ``log1p_poly``: max relative error 2.3e-7
 ``neg_expm1(t)``       ``-math.expm1(-t)``, t >= 0      ``neg_expm1_poly``: max relative error 4e-7
 ``recip_unit(d)``      ``1 / d`` for d in [1, 2]        ``fdiv arcp ninf``: max relative error 2e-7
                                                         (vector loops: ``vrcp14ps`` and one
-                                                        Newton step instead of ``vdivps``)
+                                                        Newton step, two FMAs, not ``vdivps``)
 ``fence(x)``           ``x``                            ``llvm.arithmetic.fence``
 ``rint(t)``            a nearest integer, as a float    ``llvm.rint`` (one round instruction)
+``rint_exp2(t)``       ``(k, 2.0 ** k)``, k a nearest   ``j = t + B``, ``B = 1.5 * 2**23 + 127``,
+                       integer to t in [-126, 127]      leaves k + 127 in j's low bits: ``k = j - B``
+                                                        and 2**k is j's bits shifted left by 23
 ``exp2i(k, like)``     ``2.0 ** k`` (k integral)        bit construction of the exponent field
 ``split_exponent(x)``  ``x = m * 2**e``, m in            bit extraction
                        [sqrt(1/2), sqrt(2))
@@ -69,13 +70,6 @@ def exp_nonpos(x):
     return math.exp(x)
 
 
-def exp_nonpos_num(x):
-    """``exp(x)`` for ``x <= 0`` that is never NaN: ``x - m`` in a row whose max ``m`` is
-    finite (the float32 version leaves out ``exp_nonpos``'s NaN test, two of its vector
-    operations)."""
-    return math.exp(x)
-
-
 def log(x):
     return math.log(x)
 
@@ -105,6 +99,17 @@ def fence(x):
 def rint(t):
     """A nearest integer to ``t`` (``|t| < 2**31``), as a float of t's type."""
     return float(round(t))
+
+
+def rint_exp2(t):
+    """``(k, 2.0 ** k)`` with ``k`` a nearest integer to ``t`` (a float of t's type; at a tie
+    either neighbour: here the even one, in the float32 version the odd one), for ``t`` in
+    [-126, 127]. A NaN ``t`` gives a NaN ``k`` (and an unspecified ``2**k``: a NaN times it is
+    NaN, all ``exp_nonpos_poly`` needs)."""
+    if t != t:
+        return t, t
+    k = float(round(t))
+    return k, math.ldexp(1.0, int(k))
 
 
 def exp2i(k, like):
@@ -153,12 +158,13 @@ def exp_poly(x):
     return res if x == x else x
 
 
-def exp_nonpos_num_poly(x):
-    """exp(x) for x <= 0, not NaN: ``exp_poly`` without the overflow side. x < -86.64 gives
-    0."""
+def exp_nonpos_poly(x):
+    """exp(x) for x <= 0 or NaN: ``exp_poly`` without the overflow side, and without a NaN test
+    (``lo if x < lo else x`` keeps a NaN, and every later step then gives NaN). x < -86.64
+    gives 0. The rounding of ``x log2(e)`` and 2**k come from one addition (``rint_exp2``)."""
     lo = cast_like(x, -86.64315)      # -125 ln2: keeps 2**k a normal number
-    xc = x if x > lo else lo
-    kf = rint(xc * cast_like(x, LOG2E))
+    xc = lo if x < lo else x
+    kf, scale = rint_exp2(xc * cast_like(x, LOG2E))
     r = (xc - kf * cast_like(x, 0.693359375)) - kf * cast_like(x, -2.12194440e-4)  # Cody-Waite
     p = cast_like(x, EXP_C6)
     p = p * r + cast_like(x, EXP_C5)
@@ -167,14 +173,7 @@ def exp_nonpos_num_poly(x):
     p = p * r + cast_like(x, EXP_C2)
     p = p * r + cast_like(x, 1.0)
     p = p * r + cast_like(x, 1.0)
-    return p * exp2i(kf, x) if x >= lo else cast_like(x, 0.0)
-
-
-def exp_nonpos_poly(x):
-    """exp(x) for x <= 0 or NaN: ``exp_nonpos_num_poly``, and NaN for NaN (which that maps to
-    a finite value)."""
-    res = exp_nonpos_num_poly(x)
-    return res if x == x else x
+    return cast_like(x, 0.0) if x < lo else p * scale
 
 
 def _atanh_series(s):

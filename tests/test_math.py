@@ -47,8 +47,7 @@ FLUSH = float(np.exp(np.float64(EXP_LO)))
 # ============================================================================================
 
 #: the float32-specialised primitives of the table (``exp_nonpos`` is newer: tested when present)
-PRIMITIVES = tuple(p for p in ("exp", "exp_nonpos", "exp_nonpos_num", "log", "log1p_unit",
-                               "neg_expm1",
+PRIMITIVES = tuple(p for p in ("exp", "exp_nonpos", "log", "log1p_unit", "neg_expm1",
                                "recip_unit")
                    if hasattr(M, p))
 MODES = ("plain", "kernel")
@@ -108,6 +107,12 @@ def focal_negative_term(x, gamma_neg, alpha):
 @numba.njit(**kernel)
 def focal_negative_term_sq(x, alpha):
     return _math.focal_negative_term_sq(x, alpha)
+
+
+@numba.njit(**kernel)
+def rint_exp2(t, k, scale):
+    for i in range(t.size):
+        k[i], scale[i] = _math.rint_exp2(t[i])
 '''
 SOURCE = _HEADER + "".join(_PRIM_TEMPLATE.format(prim=p, mode=m)
                            for p in PRIMITIVES for m in MODES) + _FORMULAS
@@ -179,7 +184,6 @@ def _stated_bounds():
     for key, pattern in {
         "exp": r"``exp_poly``: max relative error " + num,
         "exp_nonpos": r"``exp_nonpos_poly``: max relative error " + num,
-        "exp_nonpos_num": r"``exp_nonpos_num_poly``: max relative error " + num,
         "log_abs": r"``log_poly``: max absolute error " + num + r" for",
         "log_rel": r"``log_poly``: max absolute error [^\n]*\n[^`]*?relative " + num,
         "log1p_unit": r"``log1p_poly``: max relative error " + num,
@@ -306,19 +310,33 @@ def test_exp_nonpos_poly_bound(mode):
     assert low.sum() > 1000 and np.all(got[low] == 0.0) and np.all(exact[low] < FLUSH)
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_exp_nonpos_num_poly_bound(mode):
-    """exp_nonpos_num (x <= 0, not NaN): the stated bound, the same flush to 0, and the same
-    bits as exp_nonpos wherever both are defined (one is the other without its NaN test)."""
-    x = exp_grid()
-    x = np.concatenate([x[x <= 0], np.array([-np.inf, -0.0], np.float32)])
-    got = run_primitive("exp_nonpos_num", mode, x)
-    np.testing.assert_array_equal(got, run_primitive("exp_nonpos", mode, x))
-    exact = np.exp(x.astype(np.float64))
-    normal = x >= EXP_LO
-    assert_rel(got[normal], exact[normal], BOUND["exp_nonpos_num"], x[normal],
-               f"exp_nonpos_num ({mode})")
-    assert np.all(got[~normal] == 0.0)
+def test_rint_exp2_rounds_to_nearest_even_and_scales_exactly():
+    """rint_exp2 (float32, in a vectorised loop with the kernels' flags): k is a nearest integer
+    to t (NumPy's rint away from ties; the odd neighbour at a tie, as stated) and 2**k is
+    exact, for every t of a fine grid of [-126, 127] and every float32 within 32 ulps of each
+    half-integer; NaN gives k = NaN. The definition in Python agrees away from ties."""
+    parts = [np.arange(-126.0, 127.0 + 1e-9, 1.0 / 64).astype(np.float32)]
+    for k in range(-126, 127):
+        if k + 0.5 != 0:
+            parts.append(around(k + 0.5, 32))
+    t = np.concatenate(parts + [np.array([np.nan, -0.0, 0.0], np.float32)])
+    t = t[np.isnan(t) | ((t >= -126) & (t <= 127))]
+    k = np.empty_like(t)
+    scale = np.empty_like(t)
+    J.rint_exp2(t, k, scale)
+    num = ~np.isnan(t)
+    t64 = t.astype(np.float64)
+    tie = num & (t64 - np.floor(t64) == 0.5)
+    assert tie.sum() > 250
+    away = num & ~tie
+    np.testing.assert_array_equal(k[away], np.rint(t[away]))
+    low = np.floor(t[tie])
+    np.testing.assert_array_equal(k[tie], np.where(low % 2 != 0, low, low + 1))
+    np.testing.assert_array_equal(scale[num], np.ldexp(np.float32(1), k[num].astype(np.int32)))
+    assert np.isnan(k[~num]).all()
+    for v in t[away][::997]:
+        assert M.rint_exp2(float(v)) == (float(np.rint(v)), math.ldexp(1.0, int(np.rint(v))))
+    assert math.isnan(M.rint_exp2(math.nan)[0])
 
 
 @needs_exp_nonpos

@@ -13,7 +13,7 @@ block buffer that a separate, vectorised element loop filled.
 from libc.math cimport exp as libm_exp, expm1 as libm_expm1, INFINITY
 from cython cimport floating
 
-from ._scalar cimport exp_nonpos, exp_nonpos_num, fence
+from ._scalar cimport exp_nonpos, fence
 
 cdef enum:
     BLOCK = 512    # elements per block: float32 partial sums over a block stay accurate, then go
@@ -123,8 +123,7 @@ cdef inline double sum_exp_store(const floating* xr, floating* gr, Py_ssize_t n,
                                  floating m) noexcept nogil:
     """``s1 = sum exp(x - m) - 1`` (float64; the max's own 1 kept out of the block sums, as in
     ``row_stats``) for a row whose maximum ``m`` is known, storing ``gr[j] = exp(x_j - m)``
-    (gr may alias xr: each x_j is read before its slot is written). With a finite ``m`` no
-    ``x - m`` is NaN: ``exp_nonpos_num``; an infinite or NaN ``m`` takes ``exp_nonpos``."""
+    (gr may alias xr: each x_j is read before its slot is written)."""
     cdef floating one = 1.0
     cdef floating v, e, acc, ties
     cdef floating ebuf[BLOCK]
@@ -132,24 +131,16 @@ cdef inline double sum_exp_store(const floating* xr, floating* gr, Py_ssize_t n,
     cdef Py_ssize_t b0 = 0, j, size
     cdef const floating* xb
     cdef floating* gb
-    cdef bint finite = m - m == 0               # false for inf and NaN
     while b0 < n:
         xb = xr + b0
         gb = gr + b0
         size = n - b0 if n - b0 < BLOCK else BLOCK
         ties = count_equal(xb, size, m)        # before gb (maybe xb itself) is written
-        if finite:                             # (two loops: one exp each, no select)
-            for j in range(size):
-                v = xb[j]
-                e = exp_nonpos_num(v - m)
-                ebuf[j] = e - one if v == m else e
-                gb[j] = e
-        else:
-            for j in range(size):
-                v = xb[j]
-                e = exp_nonpos(v - m)
-                ebuf[j] = e - one if v == m else e
-                gb[j] = e
+        for j in range(size):
+            v = xb[j]
+            e = exp_nonpos(v - m)
+            ebuf[j] = e - one if v == m else e
+            gb[j] = e
         acc = lane_sum(ebuf, size)
         s1 = fence(s1 + <double>ties) + <double>acc
         b0 += BLOCK

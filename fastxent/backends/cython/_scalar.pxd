@@ -17,7 +17,7 @@ Constants are typed locals so that float32 math stays float32 (a bare ``0.5`` is
 """
 from libc.math cimport exp as libm_exp, log as libm_log, log1p as libm_log1p, rintf as libm_rintf, \
     expm1 as libm_expm1, INFINITY, NAN
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t
 from cython cimport floating
 
 cdef extern from "_fxt_support.h" nogil:
@@ -78,13 +78,24 @@ cdef inline float exp_poly(float x) noexcept nogil:
     return res if x == x else x
 
 
-cdef inline float exp_nonpos_num_poly(float x) noexcept nogil:
-    """``_math.exp_nonpos_num_poly``: exp(x) for x <= 0, not NaN; x < -86.64 -> 0."""
+cdef inline void rint_exp2_f32(float t, float* k, float* scale) noexcept nogil:
+    """``_math.rint_exp2``: ``k`` a nearest integer to ``t`` (a tie takes the odd one) and
+    ``2**k``, from one addition: ``j = t + B`` (``B = 1.5 * 2**23 + 127``) leaves ``k + 127`` in
+    j's low mantissa bits; ``k = j - B``, and those bits shifted left by 23 are 2**k (Numba's)."""
+    cdef float bias = 12583039.0
+    cdef float j = fence_f32(t + bias)               # fenced: no (t + B) - B -> t
+    k[0] = fence_f32(j - bias)
+    scale[0] = f32_from_bits(<int32_t>(<uint32_t>bits_from_f32(j) << 23))
+
+
+cdef inline float exp_nonpos_poly(float x) noexcept nogil:
+    """``_math.exp_nonpos_poly``: exp(x) for x <= 0 or NaN (a NaN stays NaN through every
+    step); x < -86.64 -> 0."""
     cdef float lo = -86.64315
     cdef float one = 1.0
-    cdef float xc, kf, r, p
-    xc = x if x > lo else lo
-    kf = rint_f32(xc * <float>1.4426950408889634)
+    cdef float xc, kf, scale, r, p
+    xc = lo if x < lo else x
+    rint_exp2_f32(xc * <float>1.4426950408889634, &kf, &scale)
     r = fence_f32(xc - kf * <float>0.693359375) - kf * <float>-2.12194440e-4   # Cody-Waite
     p = <float>0.0013814519625157118                      # _math.EXP_C6 ... EXP_C2
     p = p * r + <float>0.00836874358355999
@@ -93,13 +104,7 @@ cdef inline float exp_nonpos_num_poly(float x) noexcept nogil:
     p = p * r + <float>0.4999999403953552
     p = p * r + one
     p = p * r + one
-    return p * exp2i_f32(kf) if x >= lo else <float>0.0
-
-
-cdef inline float exp_nonpos_poly(float x) noexcept nogil:
-    """``_math.exp_nonpos_poly``: exp(x) for x <= 0 or NaN; x < -86.64 -> 0."""
-    cdef float res = exp_nonpos_num_poly(x)
-    return res if x == x else x
+    return <float>0.0 if x < lo else p * scale
 
 
 cdef inline float atanh_series(float s) noexcept nogil:
@@ -183,14 +188,6 @@ cdef inline floating exp_nonpos(floating x) noexcept nogil:
     """``exp(x)`` for ``x <= 0`` (or NaN)."""
     if floating is float:
         return exp_nonpos_poly(x)
-    else:
-        return libm_exp(x)
-
-
-cdef inline floating exp_nonpos_num(floating x) noexcept nogil:
-    """``exp(x)`` for ``x <= 0``, never NaN."""
-    if floating is float:
-        return exp_nonpos_num_poly(x)
     else:
         return libm_exp(x)
 

@@ -57,9 +57,6 @@ cdef void _unary(str name, const floating[::1] x, floating[::1] out):
     elif name == "exp_nonpos":
         for i in range(n):
             out[i] = S.exp_nonpos(x[i])
-    elif name == "exp_nonpos_num":
-        for i in range(n):
-            out[i] = S.exp_nonpos_num(x[i])
     elif name == "log":
         for i in range(n):
             out[i] = S.log(x[i])

@@ -203,6 +203,57 @@ def _rint(t):
         return lambda t: float(round(t))
 
 
+#: ``1.5 * 2**23 + 127``: adding it to a float32 ``t`` (|t| < 2**21) rounds ``t`` to an integer
+#: ``k`` and leaves ``k + 127``, 2**k's biased exponent, in the low mantissa bits (the sum
+#: rounds to even, so a tie takes the odd ``k``).
+_ROUND_BIAS = 12583039.0
+
+
+@intrinsic
+def _bias_round(typingctx, t, sign):
+    """``t + sign * _ROUND_BIAS`` (float32) with no fast-math flag but ``contract``: the
+    multiply feeding ``t`` may fuse into it, while nothing reassociates across it (fast-math
+    would fold ``(t + B) - B`` into ``t`` and distribute ``x - k ln2`` over ``k = j - B``).
+    An ``llvm.arithmetic.fence`` would do the same but stops the loop vectorising."""
+    if t != types.float32 or not isinstance(sign, types.IntegerLiteral):
+        return None
+    bias = _ROUND_BIAS * sign.literal_value
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], ir.Constant(ir.FloatType(), bias), flags=("contract",))
+    return types.float32(types.float32, sign), codegen
+
+
+@intrinsic
+def _exp2_of_rounded(typingctx, j):
+    """``2**k`` from ``j = t + _ROUND_BIAS``: the low mantissa bits shifted into the exponent
+    field (for a NaN ``j``, some value that a NaN times it keeps NaN)."""
+    if j != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.shl(builder.bitcast(args[0], i32), i32(23))
+        return builder.bitcast(bits, ir.FloatType())
+    return types.float32(types.float32), codegen
+
+
+@overload(_math.rint_exp2, inline="always")
+def _rint_exp2(t):
+    if _is32(t):
+        def impl(t):
+            j = _bias_round(t, 1)
+            return _bias_round(j, -1), _exp2_of_rounded(j)
+        return impl
+    if isinstance(t, types.Float):
+        def impl64(t):
+            if t != t:
+                return t, t
+            k = float(round(t))
+            return k, math.ldexp(1.0, int(k))
+        return impl64
+
+
 @overload(_math.exp2i, inline="always")
 def _exp2i(k, like):
     if _is32(like):
@@ -241,7 +292,7 @@ def _recip_estimate(typingctx, value):
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.fdiv(ir.Constant(ir.FloatType(), 1.0), args[0], flags=("arcp", "ninf"))
+        return builder.fdiv(ir.Constant(ir.FloatType(), 1.0), args[0], flags=("arcp", "ninf", "contract"))
     return types.float32(types.float32), codegen
 
 
@@ -257,20 +308,18 @@ def _dtype_dispatch(name, f32_impl, f64_impl):
 
 _dtype_dispatch("exp", lambda x: _math.exp_poly(x), lambda x: math.exp(x))
 _dtype_dispatch("exp_nonpos", lambda x: _math.exp_nonpos_poly(x), lambda x: math.exp(x))
-_dtype_dispatch("exp_nonpos_num", lambda x: _math.exp_nonpos_num_poly(x), lambda x: math.exp(x))
 _dtype_dispatch("log", lambda x: _math.log_poly(x), lambda x: math.log(x))
 _dtype_dispatch("log1p_unit", lambda x: _math.log1p_poly(x), lambda x: math.log1p(x))
 _dtype_dispatch("neg_expm1", lambda x: _math.neg_expm1_poly(x), lambda x: -math.expm1(-x))
 _dtype_dispatch("recip_unit", lambda x: _recip_estimate(x), lambda x: 1.0 / x)
 
-_PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "exp_nonpos_num", "log",
-               "log1p_unit",
+_PRIMITIVES = {"cast_like", "fence", "rint", "rint_exp2", "exp", "exp_nonpos", "log", "log1p_unit",
                "neg_expm1", "recip_unit", "exp2i", "split_exponent"}
 # The polynomial leaves are inlined into every loop that calls them by Numba (so the loops
 # vectorise). The formulas are compiled once per signature and inlined by LLVM (``forceinline``):
 # Numba-level inlining of whole formulas made compile times explode (minutes per kernel), while
 # LLVM inlining costs about what a call does and lets the element loops vectorise.
-_INLINED = {"exp_poly", "exp_nonpos_poly", "exp_nonpos_num_poly", "log_poly", "log1p_poly",
+_INLINED = {"exp_poly", "exp_nonpos_poly", "log_poly", "log1p_poly",
             "_atanh_series", "neg_expm1_poly"}
 _CALLEE_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy")
 for _name in dir(_math):

@@ -71,13 +71,11 @@ def row_max(xr):
 def sum_exp_store(xr, gr, m):
     """``s1 = sum exp(x - m) - 1`` (float64, the max's own 1 kept out of the float32 block sums,
     as in ``row_stats``) for a row whose maximum ``m`` is known, storing ``gr[j] = exp(x_j - m)``
-    (gr may alias xr: each x_j is read before its slot is written). With a finite ``m`` no
-    ``x - m`` is NaN: ``exp_nonpos_num``; an infinite or NaN ``m`` takes ``exp_nonpos``."""
+    (gr may alias xr: each x_j is read before its slot is written)."""
     wide_vectors()
     n = xr.size
     one = _math.cast_like(m, 1.0)
     zero = _math.cast_like(m, 0.0)
-    finite = math.isfinite(m)
     s1 = -1.0
     for b0 in range(0, n, BLOCK):
         b1 = min(b0 + BLOCK, n)
@@ -85,22 +83,13 @@ def sum_exp_store(xr, gr, m):
         gb = gr[b0:b1]
         acc = zero
         ties = zero
-        if finite:                               # (two loops: one exp each, no select)
-            for j in range(xb.size):
-                v = xb[j]
-                e = _math.exp_nonpos_num(v - m)
-                gb[j] = e
-                tie = v == m
-                acc += e - one if tie else e
-                ties += one if tie else zero
-        else:
-            for j in range(xb.size):
-                v = xb[j]
-                e = _math.exp_nonpos(v - m)
-                gb[j] = e
-                tie = v == m
-                acc += e - one if tie else e
-                ties += one if tie else zero
+        for j in range(xb.size):
+            v = xb[j]
+            e = _math.exp_nonpos(v - m)
+            gb[j] = e
+            tie = v == m
+            acc += e - one if tie else e
+            ties += one if tie else zero
         s1 = _math.fence(s1 + float(ties)) + float(acc)
     return s1
 

@@ -41,11 +41,10 @@ MAX_WARPS = 32
 #: block of at most 1024; GPU: unused).
 SCRATCH = 2 * SLOTS * 1024 if SIMULATOR else 1
 
-_PRIMITIVES = {"cast_like", "fence", "rint", "exp", "exp_nonpos", "exp_nonpos_num", "log",
-               "log1p_unit",
+_PRIMITIVES = {"cast_like", "fence", "rint", "rint_exp2", "exp", "exp_nonpos", "log", "log1p_unit",
                "neg_expm1", "recip_unit", "exp2i", "split_exponent"}
 # float32 polynomials of the CPU backend: not used on the GPU (see the module docstring)
-_CPU_ONLY = {"exp_poly", "exp_nonpos_poly", "exp_nonpos_num_poly", "log_poly", "log1p_poly",
+_CPU_ONLY = {"exp_poly", "exp_nonpos_poly", "log_poly", "log1p_poly",
              "_atanh_series", "neg_expm1_poly"}
 
 
@@ -76,7 +75,6 @@ def _register_for_cuda():
 
     _same_type("exp", lambda x: math.exp(x))
     _same_type("exp_nonpos", lambda x: math.exp(x))
-    _same_type("exp_nonpos_num", lambda x: math.exp(x))
     _same_type("log", lambda x: math.log(x))
     _same_type("log1p_unit", lambda x: math.log1p(x))
     _same_type("neg_expm1", lambda x: -math.expm1(-x))
