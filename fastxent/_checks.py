@@ -144,8 +144,26 @@ def scalar_or_class_vector(value: Any, n_classes: int, name: str):
     return class_vector(value, n_classes, name), 1.0
 
 
+#: Dense arrays at least this large are checked by one parallel pass (Numba) when it is there.
+PARALLEL_CHECK_SIZE = 1 << 20
+
+
+def _all_in_unit_parallel(arr: np.ndarray) -> bool:
+    """True if every entry of ``arr`` is in [0, 1], by one parallel pass; False if not, or if
+    the parallel pass does not apply (small, not C-contiguous float32/float64 [N, C], no
+    Numba): then the caller's NumPy check decides and finds the value to report."""
+    if (arr.size < PARALLEL_CHECK_SIZE or arr.ndim != 2 or not arr.flags.c_contiguous
+            or arr.dtype not in (np.float32, np.float64)):
+        return False
+    try:
+        from .backends.numba_cpu.checks import count_in_unit
+    except ImportError:                    # pragma: no cover (numba is a dependency)
+        return False
+    return int(count_in_unit(arr)) == arr.size
+
+
 def _unit_dense(arr: np.ndarray, name: str) -> None:
-    if arr.size == 0:
+    if arr.size == 0 or _all_in_unit_parallel(arr):
         return
     lo, hi = arr.min(), arr.max()          # NaN propagates through min/max
     if not (lo >= 0 and hi <= 1):

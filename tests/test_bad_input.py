@@ -403,6 +403,37 @@ def test_dense_targets_outside_unit_interval(no_kernel, name, backend, bad, dtyp
             backend=backend)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize("bad, shown", [(np.nan, "NaN"), (-1e-45, "-1"), (1.0 + 2 ** -23, "1.0000001"),
+                                        (np.inf, "inf"), (-np.inf, "-inf")])
+def test_large_dense_targets_outside_unit_interval(no_kernel, bad, shown, where, dtype):
+    """Dense targets above ``_checks.PARALLEL_CHECK_SIZE`` are checked by one parallel pass
+    (Numba) instead of NumPy's min and max: one bad entry anywhere (0 and 1 exactly are fine
+    around it) gives the same message with the offending value."""
+    from fastxent import _checks
+    n = 64
+    c = _checks.PARALLEL_CHECK_SIZE // n + 3
+    y = np.zeros((n, c), dtype=dtype)
+    y[:, ::7] = 1.0
+    i, j = {"first": (0, 0), "middle": (n // 2, c // 2), "last": (n - 1, c - 1)}[where]
+    y[i, j] = bad
+    rejects(no_kernel, fastxent.sigmoid_binary_cross_entropy, make_logits(dtype, n, c), y,
+            ValueError, f"targets must hold probabilities in \\[0, 1\\], found {shown}")
+
+
+def test_parallel_unit_check_counts_exactly():
+    """The parallel pass's count: 0 and 1 and everything between are in, -0.0 too; NaN, the
+    neighbours of 0 and 1 outside, and infinities are out."""
+    from fastxent.backends.numba_cpu.checks import count_in_unit
+    for dtype in (np.float32, np.float64):
+        one_up = np.nextafter(dtype(1), dtype(2))
+        row = np.array([0.0, -0.0, 1.0, 0.5, 1e-45, np.nan, -1e-45, one_up, np.inf, -np.inf],
+                       dtype=dtype)
+        arr = np.tile(row, (37, 1000))
+        assert count_in_unit(arr) == 37 * 1000 * 5
+
+
 @pytest.mark.parametrize("name", SIGMOID)
 @pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.int8])
 def test_integer_dense_targets_outside_unit_interval_sigmoid(no_kernel, name, backend, dtype):
