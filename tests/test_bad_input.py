@@ -405,8 +405,9 @@ def test_dense_targets_outside_unit_interval(no_kernel, name, backend, bad, dtyp
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
-@pytest.mark.parametrize("bad, shown", [(np.nan, "NaN"), (-1e-45, "-1"), (1.0 + 2 ** -23, "1.0000001"),
-                                        (np.inf, "inf"), (-np.inf, "-inf")])
+@pytest.mark.parametrize("bad, shown", [(np.nan, "NaN"), (-1e-45, "-1"),
+                                        (1.0 + 2 ** -23, "1.0000001"), (np.inf, "inf"),
+                                        (-np.inf, "-inf")])
 def test_large_dense_targets_outside_unit_interval(no_kernel, bad, shown, where, dtype):
     """Dense targets above ``_checks.PARALLEL_CHECK_SIZE`` are checked by one parallel pass
     (Numba) instead of NumPy's min and max: one bad entry anywhere (0 and 1 exactly are fine
