@@ -681,14 +681,16 @@ def test_sigmoid_focal_squared_negatives(backend, alpha):
 
 @pytest.mark.parametrize("cached_row_bytes", [0, 1 << 40], ids=["online", "cached"])
 def test_softmax_ce_both_gradient_paths(backend, cached_row_bytes, monkeypatch):
-    """Softmax CE with a gradient and no smoothing takes the three-pass cached form for rows of
-    at most ``_config.CACHED_ROW_BYTES`` (half the machine's L2) and the online form above: both
-    are checked here whatever the machine (the kernels receive the cutoff as an argument)."""
+    """Softmax CE with a gradient takes the cached form (max, exp stored in a row buffer,
+    gradient streamed from it) for rows of at most ``_config.CACHED_ROW_BYTES`` (half the
+    machine's L2; sparse targets without smoothing, dense targets with any options) and the
+    online form above: both are checked here whatever the machine (the kernels receive the
+    cutoff as an argument)."""
     from fastxent import _config
     monkeypatch.setattr(_config, "CACHED_ROW_BYTES", cached_row_bytes)
     c = sim_shrink([5000], [70])[0]
     for dtype in DTYPES:
-        for form in ("index", "multilabel"):
+        for form in ("index", "multilabel", "dense"):
             rng = np.random.default_rng(seed_of("paths", form, c, cached_row_bytes))
             logits = _long_rows(rng, c, dtype)
             targets = make_targets(rng, "softmax_cross_entropy", form, 5, c, dense_dtype=dtype)
@@ -696,6 +698,10 @@ def test_softmax_ce_both_gradient_paths(backend, cached_row_bytes, monkeypatch):
                 targets = np.array([c - 1, 0, 2048 % c, 5, -100])
             run_and_check("softmax_cross_entropy", backend, logits, targets, {"z_loss": 0.01},
                           "mean")
+            if form == "dense":
+                run_and_check("softmax_cross_entropy", backend, logits, targets,
+                              {"label_smoothing": 0.1, "z_loss": 0.01,
+                               "class_weight": rng.uniform(0.2, 2.0, c)}, "sum")
 
 
 @pytest.mark.parametrize("offset", [0, 1, 5])
@@ -708,8 +714,11 @@ def test_softmax_ce_gradient_at_any_alignment(backend, offset):
         for c in sim_shrink([1, 3, 16, 17, 40, 1001], [1, 3, 17]):
             rng = np.random.default_rng(seed_of("align", c, offset))
             logits = (rng.standard_normal((3, c)) * 3).astype(dtype)
+            dense = rng.uniform(0.0, 1.0, size=(3, c)).astype(dtype)
+            dense /= dense.sum(axis=1, keepdims=True)
             for targets in (rng.integers(0, c, size=3),
-                            fastxent.MultiLabel.from_lists([[0], [c - 1, 0][:c], []], c)):
+                            fastxent.MultiLabel.from_lists([[0], [c - 1, 0][:c], []], c),
+                            np.clip(dense, 0.0, 1.0)):
                 e_loss, e_grad = expected("softmax_cross_entropy", logits, targets, {}, "sum")
                 store = np.full(logits.size + offset + 1, 7.0, dtype=dtype)
                 out = store[offset:offset + logits.size].reshape(logits.shape)

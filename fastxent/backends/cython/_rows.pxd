@@ -195,11 +195,17 @@ cdef inline double row_sum_gap(const floating* xr, Py_ssize_t n, floating m,
 
 
 cdef inline Py_ssize_t argmax_of(const floating* xr, Py_ssize_t n, floating m) noexcept nogil:
-    """The first index holding the row maximum ``m`` (-1 if none: a NaN row)."""
-    cdef Py_ssize_t j
-    for j in range(n):
-        if xr[j] == m:
-            return j
+    """The first index holding the row maximum ``m`` (-1 if none: a NaN row). Each block's hits
+    are counted first (a vectorised loop; an early exit per element is not), and only the
+    block holding the first one is scanned."""
+    cdef Py_ssize_t b0 = 0, j, size
+    while b0 < n:
+        size = n - b0 if n - b0 < BLOCK else BLOCK
+        if count_equal(xr + b0, size, m) > 0:
+            for j in range(size):
+                if xr[b0 + j] == m:
+                    return b0 + j
+        b0 += BLOCK
     return -1
 
 

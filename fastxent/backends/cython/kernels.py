@@ -100,8 +100,10 @@ def run(job):
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
                                 row_loss, grad, want_grad, pos_buf, row_bufs, n_threads)
         else:
+            cached = want_grad and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES
+            row_bufs = np.empty((n_threads, n_classes) if cached else (1, 0), dtype=logits.dtype)
             softmax_xent_dense(logits, dense, cw, sw, options, row_loss, grad, want_grad,
-                               n_threads)
+                               row_bufs, n_threads)
     elif family == "softmax_focal":
         options = (job.label_smoothing, job.gamma, job.grad_scale)
         if sparse:

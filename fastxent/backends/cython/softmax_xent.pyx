@@ -22,8 +22,8 @@ from libc.math cimport exp as libm_exp, expm1 as libm_expm1, log1p as libm_log1p
 from libc.stdint cimport int64_t
 
 from ._scalar cimport exp_nonpos, fence
-from ._rows cimport (argmax_of, row_max, row_stats, row_sum_gap, stream_scaled_row,
-                     sum_exp_store, write_softmax_grad)
+from ._rows cimport (BLOCK, argmax_of, lane_sum, row_max, row_stats, row_sum_gap,
+                     stream_scaled_row, sum_exp_store, write_softmax_grad)
 
 ctypedef fused target_t:
     float
@@ -142,45 +142,95 @@ cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_cla
     return loss
 
 
-cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize_t n_classes,
-                      const target_t* yr, const double* class_weight, double sw, double eps,
-                      double z_loss, double grad_scale, double cw_sum) noexcept nogil:
-    cdef double s1, s, log_s, lse, wy_sum, wy_gap, wy, mass, gap, loss, scale, top_grad, w, rest
-    cdef floating m, a, b, c1, wx
-    cdef Py_ssize_t j, top
-    # 1. row statistics
-    s1 = row_stats(xr, n_classes, &m)
-    s = 1.0 + s1
-    log_s = libm_log1p(s1)
-    lse = <double>m + log_s
-    top = argmax_of(xr, n_classes, m)
-    # 2. loss
-    wy_sum = 0.0
-    wy_gap = 0.0
-    for j in range(n_classes):
-        wy = <double>yr[j]
+cdef void dense_target_sums(const floating* xr, const target_t* yr, Py_ssize_t n, floating m,
+                            Py_ssize_t top, const double* class_weight,
+                            double* sums) noexcept nogil:
+    """``sums = (sum w y, the same sum without the top class, sum w y (m - x))`` of a dense
+    target row, float64 from block partial sums (lane sums over block buffers). The top class
+    is left out of its block's sums and added back (``wy_sum - wy_top`` would cancel when it
+    holds the row's mass)."""
+    cdef floating wybuf[BLOCK]
+    cdef floating gapbuf[BLOCK]
+    cdef floating wy
+    cdef double wy_rest = 0.0, wy_gap = 0.0, wy_top = 0.0
+    cdef Py_ssize_t b0 = 0, j, size
+    while b0 < n:
+        size = n - b0 if n - b0 < BLOCK else BLOCK
         if class_weight != NULL:
-            wy = wy * class_weight[j]
-        wy_sum += wy
-        wy_gap += wy * (<double>m - <double>xr[j])
-    mass = (1.0 - eps) * wy_sum + eps / n_classes * cw_sum
-    gap = (1.0 - eps) * wy_gap
+            for j in range(size):
+                wy = <floating>yr[b0 + j] * <floating>class_weight[b0 + j]
+                wybuf[j] = wy
+                gapbuf[j] = wy * (m - xr[b0 + j])
+        else:
+            for j in range(size):
+                wy = <floating>yr[b0 + j]
+                wybuf[j] = wy
+                gapbuf[j] = wy * (m - xr[b0 + j])
+        if b0 <= top < b0 + size:
+            wybuf[top - b0] = 0.0
+            gapbuf[top - b0] = 0.0
+        wy_rest += <double>lane_sum(wybuf, size)
+        wy_gap += <double>lane_sum(gapbuf, size)
+        b0 += BLOCK
+    if top >= 0:
+        wy_top = <double>yr[top] * (class_weight[top] if class_weight != NULL else 1.0)
+    sums[0] = wy_rest + wy_top
+    sums[1] = wy_rest
+    sums[2] = wy_gap
+
+
+cdef void dense_terms(const floating* xr, const target_t* yr, Py_ssize_t n_classes, floating m,
+                      Py_ssize_t top, double s1, const double* class_weight, double sw,
+                      double eps, double z_loss, double grad_scale, double cw_sum,
+                      double* terms) noexcept nogil:
+    """``terms = (loss, a, b, c1, top_grad)`` of a dense target row from its statistics: the
+    row's loss, the gradient's coefficients ``grad_j = a exp(x_j - m) - b w_j - c1 w_j y_j``
+    and the exact gradient of the top class (``p_top`` may be close to 1)."""
+    cdef double sums[3]
+    cdef double log_s = libm_log1p(s1)
+    cdef double lse = <double>m + log_s
+    cdef double mass, gap, scale, w, wy, rest, top_grad = 0.0
+    dense_target_sums(xr, yr, n_classes, m, top, class_weight, sums)
+    mass = (1.0 - eps) * sums[0] + eps / n_classes * cw_sum
+    gap = (1.0 - eps) * sums[2]
     if eps > 0.0:
         gap += eps / n_classes * row_sum_gap(xr, n_classes, m, class_weight)
-    loss = sw * (gap + mass * log_s + z_loss * lse * lse)
+    scale = sw * grad_scale
+    if top >= 0:
+        w = class_weight[top] if class_weight != NULL else 1.0
+        wy = w * <double>yr[top]
+        rest = (1.0 - eps) * sums[1] + eps / n_classes * (cw_sum - w) + 2.0 * z_loss * lse
+        top_grad = scale * exact_grad(log_s, rest, (1.0 - eps) * wy + eps / n_classes * w)
+    terms[0] = sw * (gap + mass * log_s + z_loss * lse * lse)
+    terms[1] = scale * (mass + 2.0 * z_loss * lse) / (1.0 + s1)
+    terms[2] = scale * eps / n_classes
+    terms[3] = scale * (1.0 - eps)
+    terms[4] = top_grad
+
+
+cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize_t n_classes,
+                      const target_t* yr, const double* class_weight, double sw, double eps,
+                      double z_loss, double grad_scale, double cw_sum, double cached_row_bytes,
+                      floating* row_buf) noexcept nogil:
+    cdef double s1
+    cdef double terms[5]
+    cdef floating m, a, b, c1, wx
+    cdef Py_ssize_t j, top
+    if want_grad and n_classes * <Py_ssize_t>sizeof(floating) <= cached_row_bytes \
+            and row_buf != NULL:
+        return cached_dense_row(xr, gr, n_classes, yr, class_weight, sw, eps, z_loss,
+                                grad_scale, cw_sum, row_buf)
+    # 1. row statistics
+    s1 = row_stats(xr, n_classes, &m)
+    top = argmax_of(xr, n_classes, m)
+    # 2. loss
+    dense_terms(xr, yr, n_classes, m, top, s1, class_weight, sw, eps, z_loss, grad_scale,
+                cw_sum, terms)
     # 3. gradient
     if want_grad:
-        scale = sw * grad_scale
-        a = <floating>(scale * (mass + 2.0 * z_loss * lse) / s)
-        b = <floating>(scale * eps / n_classes)
-        c1 = <floating>(scale * (1.0 - eps))
-        top_grad = 0.0
-        if top >= 0:                                 # p_top may be close to 1: exact form
-            w = class_weight[top] if class_weight != NULL else 1.0
-            wy = w * <double>yr[top]
-            rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
-                    + 2.0 * z_loss * lse)
-            top_grad = scale * exact_grad(log_s, rest, (1.0 - eps) * wy + eps / n_classes * w)
+        a = <floating>terms[1]
+        b = <floating>terms[2]
+        c1 = <floating>terms[3]
         if class_weight != NULL:
             for j in range(n_classes):
                 wx = <floating>class_weight[j]
@@ -189,8 +239,47 @@ cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize
             for j in range(n_classes):
                 gr[j] = a * exp_nonpos(xr[j] - m) - b - c1 * <floating>yr[j]
         if top >= 0:
-            gr[top] = <floating>top_grad
-    return loss
+            gr[top] = <floating>terms[4]
+    return terms[0]
+
+
+cdef double cached_dense_row(const floating* xr, floating* gr, Py_ssize_t n_classes,
+                             const target_t* yr, const double* class_weight, double sw,
+                             double eps, double z_loss, double grad_scale, double cw_sum,
+                             floating* row_buf) noexcept nogil:
+    """``dense_row`` with a gradient and a row that stays in L2: the max first, then
+    ``exp(x - m)`` summed and stored in ``row_buf`` (this thread's row-sized buffer), the
+    loss's target sums, then the gradient formed in ``row_buf`` and streamed out with
+    non-temporal stores (one exp per element where the one-read path takes two; the same
+    formulas). The logits are read before the gradient is written (they may be the gradient
+    buffer)."""
+    cdef double s1
+    cdef double terms[5]
+    cdef floating m, a, b, c1, wx
+    cdef floating one = 1.0
+    cdef Py_ssize_t j, top
+    # 1. row statistics: the max, then the sum of exp stored into row_buf
+    m = row_max(xr, n_classes)
+    top = argmax_of(xr, n_classes, m)
+    s1 = sum_exp_store(xr, row_buf, n_classes, m)
+    # 2. loss
+    dense_terms(xr, yr, n_classes, m, top, s1, class_weight, sw, eps, z_loss, grad_scale,
+                cw_sum, terms)
+    # 3. gradient from the stored exp, formed in row_buf, then streamed out
+    a = <floating>terms[1]
+    b = <floating>terms[2]
+    c1 = <floating>terms[3]
+    if class_weight != NULL:
+        for j in range(n_classes):
+            wx = <floating>class_weight[j]
+            row_buf[j] = a * row_buf[j] - b * wx - c1 * wx * <floating>yr[j]
+    else:
+        for j in range(n_classes):
+            row_buf[j] = a * row_buf[j] - b - c1 * <floating>yr[j]
+    if top >= 0:
+        row_buf[top] = <floating>terms[4]
+    stream_scaled_row(gr, row_buf, n_classes, one)
+    return terms[0]
 
 
 def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
@@ -230,19 +319,22 @@ def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr
 def softmax_xent_dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
                        const double[::1] class_weight, const double[::1] sample_weight,
                        tuple options, double[::1] row_loss, floating[:, ::1] grad,
-                       bint want_grad, int n_threads):
-    """options = (label_smoothing, z_loss, grad_scale, sum of class weights, cached row bytes:
-    see ``softmax_xent_sparse``)."""
+                       bint want_grad, floating[:, ::1] row_bufs, int n_threads):
+    """options = (label_smoothing, z_loss, grad_scale, sum of class weights, cached row bytes);
+    ``row_bufs``: see ``softmax_xent_sparse``."""
     cdef double eps = options[0], z_loss = options[1], grad_scale = options[2]
-    cdef double cw_sum = options[3]
+    cdef double cw_sum = options[3], cached_row_bytes = options[4]
     cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], i
     cdef const floating* x0 = &logits[0, 0]
     cdef const target_t* y0 = &targets[0, 0]
     cdef floating* g0 = &grad[0, 0] if want_grad else NULL
     cdef const double* cw = &class_weight[0] if class_weight.shape[0] > 0 else NULL
     cdef bint has_sw = sample_weight.shape[0] > 0
+    cdef floating* rb0 = &row_bufs[0, 0] if row_bufs.shape[1] == n_classes else NULL
+    cdef Py_ssize_t n_bufs = row_bufs.shape[0] if rb0 != NULL else 0
     for i in prange(n_rows, nogil=True, num_threads=n_threads, schedule="guided"):
         row_loss[i] = dense_row(x0 + i * n_classes,
                                 g0 + i * n_classes if want_grad else g0, want_grad, n_classes,
                                 y0 + i * n_classes, cw, sample_weight[i] if has_sw else 1.0,
-                                eps, z_loss, grad_scale, cw_sum)
+                                eps, z_loss, grad_scale, cw_sum, cached_row_bytes,
+                                rb0 + threadid() * n_classes if threadid() < n_bufs else NULL)

@@ -150,11 +150,20 @@ def row_sum_gap(xr, m, class_weight, has_cw):
 
 @_jit
 def argmax_of(xr, m):
-    """The first index holding the row maximum ``m`` (-1 if none: a NaN row)."""
+    """The first index holding the row maximum ``m`` (-1 if none: a NaN row). Each block's hits
+    are counted first (a vectorised loop; an early exit per element is not), and only the
+    block holding the first one is scanned."""
     wide_vectors()
-    for j in range(xr.size):
-        if xr[j] == m:
-            return j
+    n = xr.size
+    for b0 in range(0, n, BLOCK):
+        xb = xr[b0:min(b0 + BLOCK, n)]
+        hits = 0
+        for j in range(xb.size):
+            hits += xb[j] == m
+        if hits > 0:
+            for j in range(xb.size):
+                if xb[j] == m:
+                    return b0 + j
     return -1
 
 

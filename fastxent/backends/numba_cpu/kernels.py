@@ -44,7 +44,11 @@ def run(job):
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
                                 row_loss, grad, want_grad, pos_buf, row_bufs)
         else:
-            softmax_xent_dense(logits, job.dense, cw, sw, options, row_loss, grad, want_grad)
+            cached = want_grad and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES
+            row_bufs = np.empty((numba.get_num_threads(), n_classes) if cached else (1, 0),
+                                dtype=logits.dtype)
+            softmax_xent_dense(logits, job.dense, cw, sw, options, row_loss, grad, want_grad,
+                               row_bufs)
     elif family == "softmax_focal":
         options = (job.label_smoothing, job.gamma, job.grad_scale)
         if sparse:

@@ -21,7 +21,7 @@ from numba import njit, prange
 
 from ... import _math
 from ._primitives import JIT_OPTIONS, wide_vectors
-from ._rows import (argmax_of, row_max, row_stats, row_sum_gap, stream_scaled_row,
+from ._rows import (BLOCK, argmax_of, row_max, row_stats, row_sum_gap, stream_scaled_row,
                     sum_exp_store, thread_row, write_softmax_grad)
 
 
@@ -134,56 +134,132 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
     return loss
 
 
-@njit(**JIT_OPTIONS)
-def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
+@njit(inline="always", **JIT_OPTIONS)
+def target_sums(xb, yb, cwb, has_cw, m):
+    """``(sum w y, sum w y (m - x))`` over a slice, in x's type (a block's partial sums)."""
     wide_vectors()
+    one = _math.cast_like(m, 1.0)
+    acc_wy = _math.cast_like(m, 0.0)
+    acc_gap = _math.cast_like(m, 0.0)
+    for j in range(xb.size):
+        wy = _math.cast_like(m, yb[j]) * (_math.cast_like(m, cwb[j]) if has_cw else one)
+        acc_wy += wy
+        acc_gap += wy * (m - xb[j])
+    return acc_wy, acc_gap
+
+
+@njit(**JIT_OPTIONS)
+def dense_target_sums(xr, yr, m, top, class_weight, has_cw):
+    """``(sum w y, the same sum without the top class, sum w y (m - x))`` of a dense target row,
+    float64 from block partial sums. The top class is left out of its block's sums and added
+    back (``wy_sum - wy_top`` would cancel when it holds the row's mass)."""
+    n = xr.size
+    wy_rest = 0.0
+    wy_gap = 0.0
+    for b0 in range(0, n, BLOCK):
+        b1 = min(b0 + BLOCK, n)
+        t = top - b0 if b0 <= top < b1 else b1 - b0       # top's place in the block, or its end
+        s_wy, s_gap = target_sums(xr[b0:b0 + t], yr[b0:b0 + t], class_weight[b0:b0 + t],
+                                  has_cw, m)
+        wy_rest += float(s_wy)
+        wy_gap += float(s_gap)
+        if b0 + t < b1:
+            s_wy, s_gap = target_sums(xr[b0 + t + 1:b1], yr[b0 + t + 1:b1],
+                                      class_weight[b0 + t + 1:b1], has_cw, m)
+            wy_rest += float(s_wy)
+            wy_gap += float(s_gap)
+    wy_top = 0.0
+    if top >= 0:
+        wy_top = float(yr[top]) * (float(class_weight[top]) if has_cw else 1.0)
+    return wy_rest + wy_top, wy_rest, wy_gap
+
+
+@njit(**JIT_OPTIONS)
+def dense_terms(xr, yr, m, top, s1, class_weight, has_cw, sw, options):
+    """``(loss, a, b, c1, top_grad)`` of a dense target row from its statistics: the row's loss,
+    the gradient's coefficients ``grad_j = a exp(x_j - m) - b w_j - c1 w_j y_j`` and the exact
+    gradient of the top class (``p_top`` may be close to 1)."""
     eps, z_loss, grad_scale, cw_sum, cached_row_bytes = options
     n_classes = xr.size
-    # 1. row statistics
-    m, s1 = row_stats(xr)
-    s = 1.0 + s1
     log_s = math.log1p(s1)
     lse = float(m) + log_s
-    top = argmax_of(xr, m)
-    # 2. loss
-    wy_sum = 0.0
-    wy_rest = 0.0         # the same sum without the top class (its exact gradient needs it:
-    wy_gap = 0.0          # wy_sum - wy_top would cancel, and LLVM may round wy differently)
-    for j in range(n_classes):
-        wy = float(yr[j])
-        if has_cw:
-            wy *= class_weight[j]
-        wy_sum += wy
-        wy_rest += 0.0 if j == top else wy
-        wy_gap += wy * (float(m) - float(xr[j]))
+    wy_sum, wy_rest, wy_gap = dense_target_sums(xr, yr, m, top, class_weight, has_cw)
     mass = (1.0 - eps) * wy_sum + eps / n_classes * cw_sum
     gap = (1.0 - eps) * wy_gap
     if eps > 0.0:
         gap += eps / n_classes * row_sum_gap(xr, m, class_weight, has_cw)
     loss = sw * (gap + mass * log_s + z_loss * lse * lse)
+    scale = sw * grad_scale
+    a = scale * (mass + 2.0 * z_loss * lse) / (1.0 + s1)
+    top_grad = 0.0
+    if top >= 0:
+        w = class_weight[top] if has_cw else 1.0
+        wy = w * float(yr[top])
+        rest = (1.0 - eps) * wy_rest + eps / n_classes * (cw_sum - w) + 2.0 * z_loss * lse
+        top_grad = scale * exact_grad(log_s, rest, (1.0 - eps) * wy + eps / n_classes * w)
+    return loss, a, scale * eps / n_classes, scale * (1.0 - eps), top_grad
+
+
+@njit(**JIT_OPTIONS)
+def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options, row_buf):
+    wide_vectors()
+    cached_row_bytes = options[4]
+    if want_grad and xr.size * xr.itemsize <= cached_row_bytes and row_buf.size == xr.size:
+        return cached_dense_row(xr, gr, yr, class_weight, has_cw, sw, options, row_buf)
+    # 1. row statistics
+    m, s1 = row_stats(xr)
+    top = argmax_of(xr, m)
+    # 2. loss
+    loss, a64, b64, c64, top_grad = dense_terms(xr, yr, m, top, s1, class_weight, has_cw,
+                                                sw, options)
     # 3. gradient
     if want_grad:
-        scale = sw * grad_scale
-        a = _math.cast_like(m, scale * (mass + 2.0 * z_loss * lse) / s)
-        b = _math.cast_like(m, scale * eps / n_classes)
-        c1 = _math.cast_like(m, scale * (1.0 - eps))
-        top_grad = 0.0
-        if top >= 0:                                 # p_top may be close to 1: exact form
-            w = class_weight[top] if has_cw else 1.0
-            wy = w * float(yr[top])
-            rest = ((1.0 - eps) * wy_rest + eps / n_classes * (cw_sum - w)
-                    + 2.0 * z_loss * lse)
-            top_grad = scale * exact_grad(log_s, rest, (1.0 - eps) * wy + eps / n_classes * w)
+        a = _math.cast_like(m, a64)
+        b = _math.cast_like(m, b64)
+        c1 = _math.cast_like(m, c64)
         if has_cw:
-            for j in range(n_classes):
+            for j in range(xr.size):
                 w = _math.cast_like(m, class_weight[j])
                 gr[j] = (a * _math.exp_nonpos(xr[j] - m) - b * w
                          - c1 * w * _math.cast_like(m, yr[j]))
         else:
-            for j in range(n_classes):
+            for j in range(xr.size):
                 gr[j] = a * _math.exp_nonpos(xr[j] - m) - b - c1 * _math.cast_like(m, yr[j])
         if top >= 0:
             gr[top] = _math.cast_like(m, top_grad)
+    return loss
+
+
+@njit(**JIT_OPTIONS)
+def cached_dense_row(xr, gr, yr, class_weight, has_cw, sw, options, row_buf):
+    """``dense_row`` with a gradient and a row that stays in L2: the max first, then
+    ``exp(x - m)`` summed and stored in ``row_buf`` (this thread's row-sized buffer), the
+    loss's target sums, then the gradient formed in ``row_buf`` and streamed out with
+    non-temporal stores (one exp per element where the one-read path takes two; the same
+    formulas). The logits are read before the gradient is written (they may be the gradient
+    buffer)."""
+    wide_vectors()
+    # 1. row statistics: the max, then the sum of exp stored into row_buf
+    m = row_max(xr)
+    top = argmax_of(xr, m)
+    s1 = sum_exp_store(xr, row_buf, m)
+    # 2. loss
+    loss, a64, b64, c64, top_grad = dense_terms(xr, yr, m, top, s1, class_weight, has_cw,
+                                                sw, options)
+    # 3. gradient from the stored exp, formed in row_buf, then streamed out
+    a = _math.cast_like(m, a64)
+    b = _math.cast_like(m, b64)
+    c1 = _math.cast_like(m, c64)
+    if has_cw:
+        for j in range(xr.size):
+            w = _math.cast_like(m, class_weight[j])
+            row_buf[j] = a * row_buf[j] - b * w - c1 * w * _math.cast_like(m, yr[j])
+    else:
+        for j in range(xr.size):
+            row_buf[j] = a * row_buf[j] - b - c1 * _math.cast_like(m, yr[j])
+    if top >= 0:
+        row_buf[top] = _math.cast_like(m, top_grad)
+    stream_scaled_row(gr, row_buf, _math.cast_like(m, 1.0))
     return loss
 
 
@@ -211,13 +287,14 @@ def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_we
 
 @njit(parallel=True, **JIT_OPTIONS)
 def softmax_xent_dense(logits, targets, class_weight, sample_weight, options, row_loss, grad,
-                       want_grad):
-    """options = (label_smoothing, z_loss, grad_scale, sum of class weights, cached row bytes:
-    see ``softmax_xent_sparse``)."""
+                       want_grad, row_bufs):
+    """options = (label_smoothing, z_loss, grad_scale, sum of class weights, cached row bytes);
+    ``row_bufs``: see ``softmax_xent_sparse``."""
     wide_vectors()
     has_cw = class_weight.size > 0
     has_sw = sample_weight.size > 0
     for i in prange(logits.shape[0]):
         row_loss[i] = dense_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
                                 targets[i], class_weight, has_cw,
-                                sample_weight[i] if has_sw else 1.0, options)
+                                sample_weight[i] if has_sw else 1.0, options,
+                                thread_row(row_bufs))
