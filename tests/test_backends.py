@@ -21,6 +21,7 @@ and 70 (see there).
 from __future__ import annotations
 
 import copy
+import sys
 import zlib
 
 import numpy as np
@@ -677,6 +678,34 @@ def test_sigmoid_focal_squared_negatives(backend, alpha):
         for extra in ({}, {"gamma_neg": 2.0}):
             run_and_check("sigmoid_focal_loss", backend, logits, targets,
                           {"gamma": 2.0, "alpha": alpha, "class_weight": weights, **extra}, "sum")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="the guard page is made with libc's mprotect through ctypes (Linux)")
+@pytest.mark.parametrize("dtype", DTYPES, ids=[DTYPE_IDS[d] for d in DTYPES])
+def test_logits_ending_at_an_inaccessible_page(backend, dtype):
+    """The sigmoid family's background pass prefetches the logits a fixed distance past the
+    block it computes (``_rows.PREFETCH_BYTES``), beyond the array on the last row: logits
+    whose last element is followed by a page that cannot be read still give the reference's
+    loss and gradient (a prefetch never faults; nothing else reads past the end)."""
+    import ctypes
+    import mmap
+    n, c = 3, 1000
+    nbytes = n * c * np.dtype(dtype).itemsize
+    page = mmap.PAGESIZE
+    size = -(-nbytes // page) * page + page
+    mem = mmap.mmap(-1, size, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    assert libc.mprotect(base + size - page, page, 0) == 0, ctypes.get_errno()    # PROT_NONE
+    logits = np.frombuffer(mem, dtype=dtype, count=n * c,
+                           offset=size - page - nbytes).reshape(n, c)
+    rng = np.random.default_rng(seed_of("guard", c))
+    logits[...] = rng.standard_normal((n, c)) * 3
+    targets = fastxent.MultiLabel.from_lists([[0, c - 1], [5], []], c)
+    for family in ("sigmoid_binary_cross_entropy", "sigmoid_focal_loss"):
+        run_and_check(family, backend, logits, targets, {}, "sum")
 
 
 @pytest.mark.parametrize("cached_row_bytes", [0, 1 << 40], ids=["online", "cached"])

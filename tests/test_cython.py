@@ -236,6 +236,14 @@ def test_unavailable_backend_raises_and_says_why(monkeypatch):
 
 
 @needs_build
+def test_prefetch_distance_matches_numba():
+    """The background pass of sparse sigmoid targets prefetches the logits the same distance
+    ahead in both CPU backends (a C macro and a Python constant)."""
+    from fastxent.backends.numba_cpu import _rows
+    assert _support.prefetch_bytes() == _rows.PREFETCH_BYTES == 2048
+
+
+@needs_build
 def test_build_facts():
     assert isinstance(_support.openmp_enabled(), bool)
     assert _support.openmp_max_threads() >= 1

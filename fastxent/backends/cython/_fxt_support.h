@@ -7,6 +7,7 @@
  *   Cody-Waite range reductions and (m - x) + log_s exact, like _math.fence in Numba);
  * - fxt_stream_scaled_f32/_f64: a scaled copy with non-temporal stores;
  * - fxt_max_f32/_f64: a row's max with vector max instructions;
+ * - fxt_prefetch_ahead: software prefetch of what a streaming loop reads next;
  * - FXT_HAVE_OPENMP: 1 when compiled with OpenMP.
  */
 #ifndef FXT_SUPPORT_H
@@ -216,6 +217,22 @@ static inline double fxt_max_f64(const double* x, ptrdiff_t n) {
     nan = _mm256_movemask_pd(bad) != 0;
 #endif
     FXT_MAX_TAIL(double)
+}
+
+/* fxt_prefetch_ahead(p, bytes): prefetch the cache lines of [p, p + bytes) moved
+ * FXT_PREFETCH_BYTES ahead, for reading (mirror of numba_cpu/_rows.prefetch_ahead and its
+ * PREFETCH_BYTES; tests hold the two equal). The addresses are integers, not pointers past an
+ * array, and a prefetch never faults. */
+#define FXT_PREFETCH_BYTES 2048
+static inline void fxt_prefetch_ahead(const void* p, size_t bytes) {
+#if defined(__GNUC__)
+    uintptr_t a = (uintptr_t)p + FXT_PREFETCH_BYTES;
+    for (size_t o = 0; o < bytes; o += 64)
+        __builtin_prefetch((const void*)(a + o), 0, 3);
+#else
+    (void)p;
+    (void)bytes;
+#endif
 }
 
 #ifdef _OPENMP

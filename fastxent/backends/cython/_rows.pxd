@@ -67,6 +67,8 @@ cdef inline floating count_equal(const floating* v, Py_ssize_t n, floating m) no
 cdef extern from "_fxt_support.h" nogil:
     float fxt_max_f32(const float* x, Py_ssize_t n)
     double fxt_max_f64(const double* x, Py_ssize_t n)
+    void prefetch_ahead "fxt_prefetch_ahead"(const void* p, size_t n_bytes)
+    int PREFETCH_BYTES "FXT_PREFETCH_BYTES"
 
 
 cdef inline floating block_max(const floating* xr, Py_ssize_t n) noexcept nogil:

@@ -13,6 +13,7 @@ import numpy as np
 from cython cimport floating
 
 from . cimport _scalar as S
+from . cimport _rows as R
 
 cdef extern from *:
     """
@@ -42,6 +43,11 @@ def cpu_level():
     """The x86-64 level this CPU and OS run: 4 (x86-64-v4, AVX-512), 3 (x86-64-v3, AVX2 + FMA),
     1 (baseline x86-64), 0 (another architecture, or unknown)."""
     return fxt_cpu_level()
+
+
+def prefetch_bytes():
+    """How far ahead ``fxt_prefetch_ahead`` prefetches (_fxt_support.h)."""
+    return R.PREFETCH_BYTES
 
 
 def arithmetic_fence():

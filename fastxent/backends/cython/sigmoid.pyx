@@ -24,7 +24,7 @@ from libc.stdint cimport int64_t
 
 from ._scalar cimport bce_negative_term, bce_term, focal_negative_term, focal_negative_term_sq, \
     focal_term
-from ._rows cimport BLOCK, lane_sum
+from ._rows cimport BLOCK, lane_sum, prefetch_ahead
 
 ctypedef fused target_t:
     float
@@ -166,6 +166,8 @@ cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint w
     cdef floating* gb
     while b0 < n:
         size = n - b0 if n - b0 < BLOCK else BLOCK
+        if yr == NULL:                           # the background pass of sparse targets
+            prefetch_ahead(xr + b0, size * sizeof(floating))
         block_elements(xr + b0, size, yr + b0 if yr != NULL else yr, keep, y0,
                        pos_weight + b0 if pos_weight != NULL else pos_weight, pw0, prm,
                        closed, lbuf, gbuf)

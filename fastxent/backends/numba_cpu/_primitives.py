@@ -118,6 +118,29 @@ def stream_scaled(typingctx, dst, d0, src, s0, a):
     return types.none(dst, d0, src, s0, a), codegen
 
 
+@intrinsic
+def prefetch(typingctx, arr, i, write):
+    """Hint that ``arr[i]``'s cache line will be read (``write`` False) or written (True) soon
+    (``llvm.prefetch``: ``prefetcht0`` / ``prefetchw`` on x86). ``i`` may lie past the array's
+    end: the address is computed without a bounds check or ``inbounds``, and a prefetch never
+    faults; results are unaffected."""
+    if not (isinstance(arr, types.Array) and isinstance(i, types.Integer)
+            and isinstance(write, types.BooleanLiteral)):
+        return None
+    rw = 1 if write.literal_value else 0
+
+    def codegen(context, builder, signature, args):
+        a = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(a.data, [args[1]]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [ptr.type],
+            ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]))
+        builder.call(fn, [ptr, i32(rw), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.none(arr, i, write), codegen
+
+
 #: x86 has a store fence (``sfence``), which is all non-temporal stores need.
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 

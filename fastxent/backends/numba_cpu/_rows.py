@@ -9,14 +9,33 @@ from numba import get_thread_id, njit
 
 from ... import _math
 from . import _primitives  # noqa: F401  (registers _math for Numba)
-from ._primitives import (JIT_OPTIONS, STREAM_BYTES, address_of, maximum, store_fence,
+from ._primitives import (JIT_OPTIONS, STREAM_BYTES, prefetch, address_of, maximum, store_fence,
                           stream_scaled, wide_vectors)
 
 BLOCK = 512    # elements per block: float32 partial sums over a block stay accurate (< 2e-6
 #                relative even in the worst case, with 8-lane vector accumulators), then go to
 #                float64; a block is 2 KiB of float32, so its second read hits L1
 
+#: How far ahead of the block being computed the sigmoid family's background pass prefetches
+#: the logits (``prefetch_ahead``; the hardware prefetcher does not cross 4 KiB pages, and a
+#: loop this compute-heavy leaves too few misses in flight to hide the memory's latency).
+#: Measured on this project's machine (2 threads, float32, 1024 x 32768, A/B against no
+#: prefetch): BCE with CSR targets 13.8-15.0 -> 12.0-12.4 ms, sigmoid focal 14.8 -> 13.3-13.6
+#: ms (2 KiB ahead; 4 KiB gained less for focal, 2 to 32 KiB all 10-15% for BCE). Not used
+#: where it measured no gain: dense targets (logits and targets both prefetched, or either:
+#: 0-10% slower), prefetching the gradient's lines for writing (``prefetchw``: slower).
+PREFETCH_BYTES = 2048
+
 _jit = njit(**JIT_OPTIONS)
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def prefetch_ahead(arr, b0, b1):
+    """Prefetch the cache lines of ``arr[b0:b1]`` moved ``PREFETCH_BYTES`` ahead (past the end of
+    a row slice: the next row's start, or beyond the array, where a prefetch does nothing)."""
+    ahead = PREFETCH_BYTES // arr.itemsize
+    for q in range(b0 + ahead, b1 + ahead, STREAM_BYTES // arr.itemsize):
+        prefetch(arr, q, False)
 
 
 @njit(inline="always", **JIT_OPTIONS)

@@ -19,7 +19,7 @@ from numba.extending import overload
 
 from ... import _math
 from ._primitives import JIT_OPTIONS, wide_vectors
-from ._rows import BLOCK
+from ._rows import BLOCK, prefetch_ahead
 
 
 def element(x, y, class_pos_weight, params):
@@ -132,6 +132,7 @@ def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use
     total = 0.0
     for b0 in range(0, n, BLOCK):
         b1 = min(b0 + BLOCK, n)
+        prefetch_ahead(xr, b0, b1)
         xb = xr[b0:b1]
         gb = gr[b0:b1]
         cwb = class_weight[b0:b1]                # (empty when absent) sliced: a loop indexed
