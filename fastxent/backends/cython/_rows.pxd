@@ -97,6 +97,7 @@ cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) 
     while b0 < n:
         blk = xr + b0
         size = n - b0 if n - b0 < BLOCK else BLOCK
+        prefetch_ahead(blk, size * sizeof(floating))
         bm = block_max(blk, size)
         if bm > m:                             # s <- s exp(m - bm): s1 <- (s1 + 1) r - 1
             d = <double>m - <double>bm

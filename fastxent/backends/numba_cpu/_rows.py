@@ -16,14 +16,15 @@ BLOCK = 512    # elements per block: float32 partial sums over a block stay accu
 #                relative even in the worst case, with 8-lane vector accumulators), then go to
 #                float64; a block is 2 KiB of float32, so its second read hits L1
 
-#: How far ahead of the block being computed the sigmoid family's background pass prefetches
-#: the logits (``prefetch_ahead``; the hardware prefetcher does not cross 4 KiB pages, and a
-#: loop this compute-heavy leaves too few misses in flight to hide the memory's latency).
-#: Measured on this project's machine (2 threads, float32, 1024 x 32768, A/B against no
-#: prefetch): BCE with CSR targets 13.8-15.0 -> 12.0-12.4 ms, sigmoid focal 14.8 -> 13.3-13.6
-#: ms (2 KiB ahead; 4 KiB gained less for focal, 2 to 32 KiB all 10-15% for BCE). Not used
-#: where it measured no gain: dense targets (logits and targets both prefetched, or either:
-#: 0-10% slower), prefetching the gradient's lines for writing (``prefetchw``: slower).
+#: How far ahead of the block being computed the compute-heavy passes that read the logits
+#: from memory prefetch them (``prefetch_ahead``: the sigmoid family's background pass and
+#: ``row_stats``; the hardware prefetcher does not cross 4 KiB pages, and loops this heavy
+#: leave too few misses in flight to hide the memory's latency). Measured on this project's
+#: machine (2 threads, float32, 1024 x 32768, A/B against no prefetch): BCE with CSR targets
+#: 13.8-15.0 -> 12.0-12.4 ms, sigmoid focal 14.8 -> 13.3-13.6 ms (2 KiB ahead; 4 KiB gained
+#: less for focal, 2 to 32 KiB all 10-15% for BCE), softmax focal 3-4% (``row_stats``). Not
+#: used where it measured no gain: dense sigmoid targets (logits and targets both prefetched,
+#: or either: 0-10% slower), prefetching the gradient's lines for writing (slower).
 PREFETCH_BYTES = 2048
 
 _jit = njit(**JIT_OPTIONS)
@@ -61,6 +62,7 @@ def row_stats(xr):
     zero = _math.cast_like(xr[0], 0.0)
     s1 = -1.0                                    # s = 0 so far
     for b0 in range(0, n, BLOCK):
+        prefetch_ahead(xr, b0, min(b0 + BLOCK, n))
         blk = xr[b0:min(b0 + BLOCK, n)]
         bm = block_max(blk)
         if bm > m:                               # s <- s exp(m - bm): s1 <- (s1 + 1) r - 1
