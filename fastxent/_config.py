@@ -55,12 +55,13 @@ def _l2_bytes(default: int = 1 << 20, base: str = "/sys/devices/system/cpu/cpu0/
     return default
 
 
-#: Softmax CE rows (class indices or CSR targets, with a gradient, no smoothing) of at most this
-#: many bytes are taken to stay in a core's L2 between passes: the CPU kernels then compute the
-#: gradient in three passes over the row (max; exp stored into a per-thread row buffer; that
-#: scaled into the gradient with non-temporal stores), one exp per element, instead of the online
-#: form's two. Half of one core's L2 (the row buffer needs the other half); measured on a 2 MiB
-#: L2: 1 MiB rows (256 x 262144 float32) 45.6 -> 39.1 ms (before the streamed stores).
+#: Softmax CE rows (class indices or CSR targets with a gradient and no smoothing; dense targets
+#: with a gradient) of at most this many bytes are taken to stay in a core's L2 between passes:
+#: the CPU kernels then compute the gradient in two passes over the row (the online statistics,
+#: each block's exp stored into a per-thread row buffer; that scaled into the gradient with
+#: non-temporal stores), one exp per element, instead of the online form's two. Half of one
+#: core's L2 (the row buffer needs the other half); measured on a 2 MiB L2: 1 MiB rows
+#: (256 x 262144 float32) 45.6 -> 39.1 ms (with a separate max pass, before the streamed stores).
 #: Passed to the kernels as an argument (a module global would be frozen into Numba's cache).
 CACHED_ROW_BYTES = _env_int("FASTXENT_CACHED_ROW_BYTES", 0) or _l2_bytes() // 2
 

@@ -630,14 +630,17 @@ def test_softmax_nan_anywhere_in_a_long_row(backend, family):
 
 
 def _long_rows(rng, c, dtype):
-    """Rows whose maximum sits in different blocks of 2048 elements."""
-    n = 5
+    """Rows whose maximum sits in different blocks (the CPU kernels' blocks are 512 elements,
+    2048 in earlier versions; both boundaries are hit)."""
+    n = 6
     x = rng.standard_normal((n, c)) * 2
     x[0] = np.linspace(-20, 20, c)              # increasing: the max moves in every block
     x[1] = np.linspace(20, -20, c)              # decreasing: max in the first block
     x[2, 2048 % c] += 30                        # spike at the first element of block 2
     x[3, c - 1] += 40                           # spike at the very last element
     x[4, 2047 % c] += 25                        # spike at the last element of block 1
+    x[5, c - 2] += 100                          # far above the rest, late: the blocks before it
+    #                                             are rescaled by exp(-100) (float32: subnormal)
     return x.astype(dtype)
 
 
@@ -653,9 +656,9 @@ def test_rows_longer_than_a_block(backend, family, c):
                      else ("dense", "multilabel")):
             rng = np.random.default_rng(seed_of("long", family, c, form))
             logits = _long_rows(rng, c, dtype)
-            targets = make_targets(rng, family, form, 5, c, dense_dtype=dtype)
+            targets = make_targets(rng, family, form, len(logits), c, dense_dtype=dtype)
             if form == "index":
-                targets = np.array([c - 1, 0, 2048 % c, 5, -100])
+                targets = np.array([c - 1, 0, 2048 % c, 5, -100, 3])
             for smoothing, reduction in ((0.0, "none"), (0.1, "sum")):
                 kwargs = {"label_smoothing": smoothing}
                 if family in ("softmax_focal_loss", "sigmoid_focal_loss"):
@@ -673,7 +676,8 @@ def test_sigmoid_focal_squared_negatives(backend, alpha):
     for dtype in DTYPES:
         rng = np.random.default_rng(seed_of("focal-sq", c, alpha))
         logits = _long_rows(rng, c, dtype)
-        targets = make_targets(rng, "sigmoid_focal_loss", "multilabel", 5, c, dense_dtype=dtype)
+        targets = make_targets(rng, "sigmoid_focal_loss", "multilabel", len(logits), c,
+                               dense_dtype=dtype)
         weights = rng.uniform(0.2, 2.0, c)
         for extra in ({}, {"gamma_neg": 2.0}):
             run_and_check("sigmoid_focal_loss", backend, logits, targets,
@@ -710,8 +714,8 @@ def test_logits_ending_at_an_inaccessible_page(backend, dtype):
 
 @pytest.mark.parametrize("cached_row_bytes", [0, 1 << 40], ids=["online", "cached"])
 def test_softmax_ce_both_gradient_paths(backend, cached_row_bytes, monkeypatch):
-    """Softmax CE with a gradient takes the cached form (max, exp stored in a row buffer,
-    gradient streamed from it) for rows of at most ``_config.CACHED_ROW_BYTES`` (half the
+    """Softmax CE with a gradient takes the cached form (online statistics with the exp stored
+    in a row buffer, gradient streamed from it) for rows of at most ``_config.CACHED_ROW_BYTES`` (half the
     machine's L2; sparse targets without smoothing, dense targets with any options) and the
     online form above: both are checked here whatever the machine (the kernels receive the
     cutoff as an argument)."""
@@ -722,9 +726,10 @@ def test_softmax_ce_both_gradient_paths(backend, cached_row_bytes, monkeypatch):
         for form in ("index", "multilabel", "dense"):
             rng = np.random.default_rng(seed_of("paths", form, c, cached_row_bytes))
             logits = _long_rows(rng, c, dtype)
-            targets = make_targets(rng, "softmax_cross_entropy", form, 5, c, dense_dtype=dtype)
+            targets = make_targets(rng, "softmax_cross_entropy", form, len(logits), c,
+                                   dense_dtype=dtype)
             if form == "index":
-                targets = np.array([c - 1, 0, 2048 % c, 5, -100])
+                targets = np.array([c - 1, 0, 2048 % c, 5, -100, 3])
             run_and_check("softmax_cross_entropy", backend, logits, targets, {"z_loss": 0.01},
                           "mean")
             if form == "dense":

@@ -80,11 +80,11 @@ cdef inline floating block_max(const floating* xr, Py_ssize_t n) noexcept nogil:
         return fxt_max_f64(xr, n)
 
 
-cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) noexcept nogil:
-    """Online softmax statistics of a row, reading it once from memory (block by block):
-    returns ``s1 = sum exp(x - m) - 1`` (float64) and stores ``m = max x``. The max's own term 1
-    is left out of the float32 block sums and added back exactly, so ``log s = log1p(s1)`` keeps
-    full relative accuracy when one class dominates."""
+cdef inline double online_stats(const floating* xr, Py_ssize_t n, floating* m_out,
+                                floating* buf, bint store) noexcept nogil:
+    """``row_stats``; with ``store`` (a constant where it is inlined), also
+    ``buf[j] = exp(x_j - m_b)`` and ``buf[n + b] = m_b``, ``m_b`` the running max when block
+    ``b`` was read (``row_stats_store`` rescales them to ``exp(x_j - m)``)."""
     cdef floating m = -INFINITY
     cdef floating one = 1.0
     cdef floating bm, v, e, acc, ties
@@ -103,10 +103,18 @@ cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) 
             d = <double>m - <double>bm
             s1 = s1 * libm_exp(d) - (-libm_expm1(d))
             m = bm
-        for j in range(size):                  # vectorised element loop, then lane sums
-            v = blk[j]
-            e = exp_nonpos(v - m)
-            ebuf[j] = e - one if v == m else e # exp(0) = 1 exactly: counted separately
+        if store:                              # vectorised element loops, then lane sums
+            for j in range(size):
+                v = blk[j]
+                e = exp_nonpos(v - m)
+                ebuf[j] = e - one if v == m else e  # exp(0) = 1 exactly: counted separately
+                buf[b0 + j] = e
+            buf[n + b0 // BLOCK] = m
+        else:
+            for j in range(size):
+                v = blk[j]
+                e = exp_nonpos(v - m)
+                ebuf[j] = e - one if v == m else e
         acc = lane_sum(ebuf, size)
         ties = count_equal(blk, size, m)
         # ties first: s1 + ties is exact (s1 >= -1, ties a small integer); adding the ties and
@@ -117,37 +125,12 @@ cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) 
     return s1
 
 
-cdef inline floating row_max(const floating* xr, Py_ssize_t n) noexcept nogil:
-    """``max x`` of a whole row (NaN if the row holds one, as ``block_max``)."""
-    return block_max(xr, n)
-
-
-cdef inline double sum_exp_store(const floating* xr, floating* gr, Py_ssize_t n,
-                                 floating m) noexcept nogil:
-    """``s1 = sum exp(x - m) - 1`` (float64; the max's own 1 kept out of the block sums, as in
-    ``row_stats``) for a row whose maximum ``m`` is known, storing ``gr[j] = exp(x_j - m)``
-    (gr may alias xr: each x_j is read before its slot is written)."""
-    cdef floating one = 1.0
-    cdef floating v, e, acc, ties
-    cdef floating ebuf[BLOCK]
-    cdef double s1 = -1.0
-    cdef Py_ssize_t b0 = 0, j, size
-    cdef const floating* xb
-    cdef floating* gb
-    while b0 < n:
-        xb = xr + b0
-        gb = gr + b0
-        size = n - b0 if n - b0 < BLOCK else BLOCK
-        ties = count_equal(xb, size, m)        # before gb (maybe xb itself) is written
-        for j in range(size):
-            v = xb[j]
-            e = exp_nonpos(v - m)
-            ebuf[j] = e - one if v == m else e
-            gb[j] = e
-        acc = lane_sum(ebuf, size)
-        s1 = fence(s1 + <double>ties) + <double>acc
-        b0 += BLOCK
-    return s1
+cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) noexcept nogil:
+    """Online softmax statistics of a row, reading it once from memory (block by block):
+    returns ``s1 = sum exp(x - m) - 1`` (float64) and stores ``m = max x``. The max's own term 1
+    is left out of the float32 block sums and added back exactly, so ``log s = log1p(s1)`` keeps
+    full relative accuracy when one class dominates."""
+    return online_stats(xr, n, m_out, NULL, False)
 
 
 cdef inline void scale_row(floating* gr, Py_ssize_t n, floating a) noexcept nogil:
@@ -155,6 +138,32 @@ cdef inline void scale_row(floating* gr, Py_ssize_t n, floating a) noexcept nogi
     cdef Py_ssize_t j
     for j in range(n):
         gr[j] = a * gr[j]
+
+
+cdef inline Py_ssize_t row_buf_width(Py_ssize_t n) noexcept nogil:
+    """Elements of ``row_stats_store``'s buffer for a row of ``n``: the row and one reference
+    max per block."""
+    return n + (n + BLOCK - 1) // BLOCK
+
+
+cdef inline double row_stats_store(const floating* xr, floating* buf, Py_ssize_t n,
+                                   floating* m_out) noexcept nogil:
+    """``row_stats`` that also leaves ``exp(x_j - m)`` in ``buf[j]`` (``buf`` holds
+    ``row_buf_width(n)`` elements: the tail keeps each block's reference max). Still one read
+    of the logits from memory: the exp of a block is taken against the running max and
+    stored, and the blocks read before the final max are rescaled by ``exp(m_b - m)`` once the
+    row is done (in cache; blocks already at ``m`` are skipped)."""
+    cdef double s1 = online_stats(xr, n, m_out, buf, True)
+    cdef floating m = m_out[0]
+    cdef floating mb
+    cdef Py_ssize_t b0 = 0
+    while b0 < n:
+        mb = buf[n + b0 // BLOCK]
+        if mb != m:
+            scale_row(buf + b0, n - b0 if n - b0 < BLOCK else BLOCK,
+                      <floating>libm_exp(<double>mb - <double>m))
+        b0 += BLOCK
+    return s1
 
 
 cdef extern from "_fxt_support.h" nogil:

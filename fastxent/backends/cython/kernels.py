@@ -53,6 +53,7 @@ softmax_focal_dense = _softmax_focal.softmax_focal_dense
 softmax_focal_sparse = _softmax_focal.softmax_focal_sparse
 softmax_xent_dense = _softmax_xent.softmax_xent_dense
 softmax_xent_sparse = _softmax_xent.softmax_xent_sparse
+cached_row_width = _softmax_xent.cached_row_width
 
 _EMPTY_F64 = np.empty(0, dtype=np.float64)
 
@@ -96,12 +97,14 @@ def run(job):
         if sparse:
             cached = (want_grad and job.label_smoothing == 0.0
                       and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES)
-            row_bufs = np.empty((n_threads, n_classes) if cached else (1, 0), dtype=logits.dtype)
+            row_bufs = np.empty((n_threads, cached_row_width(n_classes)) if cached else (1, 0),
+                                dtype=logits.dtype)
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
                                 row_loss, grad, want_grad, pos_buf, row_bufs, n_threads)
         else:
             cached = want_grad and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES
-            row_bufs = np.empty((n_threads, n_classes) if cached else (1, 0), dtype=logits.dtype)
+            row_bufs = np.empty((n_threads, cached_row_width(n_classes)) if cached else (1, 0),
+                                dtype=logits.dtype)
             softmax_xent_dense(logits, dense, cw, sw, options, row_loss, grad, want_grad,
                                row_bufs, n_threads)
     elif family == "softmax_focal":

@@ -22,8 +22,8 @@ from libc.math cimport exp as libm_exp, expm1 as libm_expm1, log1p as libm_log1p
 from libc.stdint cimport int64_t
 
 from ._scalar cimport exp_nonpos, fence
-from ._rows cimport (BLOCK, argmax_of, lane_sum, row_max, row_stats, row_sum_gap,
-                     stream_scaled_row, sum_exp_store, write_softmax_grad)
+from ._rows cimport (BLOCK, argmax_of, lane_sum, row_buf_width, row_stats, row_stats_store,
+                     row_sum_gap, stream_scaled_row, write_softmax_grad)
 
 ctypedef fused target_t:
     float
@@ -101,19 +101,19 @@ cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_cla
                               const double* class_weight, double sw, double z_loss,
                               double grad_scale, double mass_pos, double* pos_buf,
                               floating* row_buf) noexcept nogil:
-    """``sparse_row`` with a gradient, no label smoothing, and a row that stays in L2: the max
-    first, then ``exp(x - m)`` summed and stored in ``row_buf`` (this thread's row-sized
-    buffer, which stays in cache), then scaled into the gradient with non-temporal stores (one
-    exp per element; the gradient is written without being read; the same loss and gradient
-    formulas). ``pos_buf`` holds ``m - x_c`` of the positives, then their gradients."""
+    """``sparse_row`` with a gradient, no label smoothing, and a row that stays in L2: the
+    online statistics with ``exp(x - m)`` stored in ``row_buf`` (``row_stats_store``: this
+    thread's buffer, which stays in cache), then that scaled into the gradient with
+    non-temporal stores (one exp per element and one read of the logits from memory; the
+    gradient is written without being read; the same loss and gradient formulas).
+    ``pos_buf`` holds ``m - x_c`` of the positives, then their gradients."""
     cdef double s1, s, log_s, lse, wy_sum, wy_gap, wy, loss, scale
     cdef floating m
     cdef Py_ssize_t k, c
-    # 1. row statistics: the max, then the sum of exp stored into row_buf
-    m = row_max(xr, n_classes)
+    # 1. row statistics, exp(x - m) stored into row_buf
+    s1 = row_stats_store(xr, row_buf, n_classes, &m)
     for k in range(n_pos):
         pos_buf[k] = fence(<double>m - <double>xr[cols[k]])
-    s1 = sum_exp_store(xr, row_buf, n_classes, m)
     s = 1.0 + s1
     log_s = libm_log1p(s1)
     lse = <double>m + log_s
@@ -247,8 +247,8 @@ cdef double cached_dense_row(const floating* xr, floating* gr, Py_ssize_t n_clas
                              const target_t* yr, const double* class_weight, double sw,
                              double eps, double z_loss, double grad_scale, double cw_sum,
                              floating* row_buf) noexcept nogil:
-    """``dense_row`` with a gradient and a row that stays in L2: the max first, then
-    ``exp(x - m)`` summed and stored in ``row_buf`` (this thread's row-sized buffer), the
+    """``dense_row`` with a gradient and a row that stays in L2: the online statistics with
+    ``exp(x - m)`` stored in ``row_buf`` (``row_stats_store``: this thread's buffer), the
     loss's target sums, then the gradient formed in ``row_buf`` and streamed out with
     non-temporal stores (one exp per element where the one-read path takes two; the same
     formulas). The logits are read before the gradient is written (they may be the gradient
@@ -258,10 +258,9 @@ cdef double cached_dense_row(const floating* xr, floating* gr, Py_ssize_t n_clas
     cdef floating m, a, b, c1, wx
     cdef floating one = 1.0
     cdef Py_ssize_t j, top
-    # 1. row statistics: the max, then the sum of exp stored into row_buf
-    m = row_max(xr, n_classes)
+    # 1. row statistics, exp(x - m) stored into row_buf
+    s1 = row_stats_store(xr, row_buf, n_classes, &m)
     top = argmax_of(xr, n_classes, m)
-    s1 = sum_exp_store(xr, row_buf, n_classes, m)
     # 2. loss
     dense_terms(xr, yr, n_classes, m, top, s1, class_weight, sw, eps, z_loss, grad_scale,
                 cw_sum, terms)
@@ -289,9 +288,9 @@ def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr
                         bint want_grad, double[::1] pos_buf, floating[:, ::1] row_bufs,
                         int n_threads):
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights, the longest row in
-    bytes for the cached three-pass gradient (``_config.CACHED_ROW_BYTES``)). Absent optional
+    bytes for the cached two-pass gradient (``_config.CACHED_ROW_BYTES``)). Absent optional
     arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array. ``row_bufs`` has a
-    row per thread for the cached gradient ([n_threads, C]), or is empty ([1, 0]): then every
+    row per thread for the cached gradient ([n_threads, cached_row_width(C)]), or is empty ([1, 0]): then every
     row takes the one-read path."""
     cdef double eps = options[0], z_loss = options[1], grad_scale = options[2]
     cdef double cw_sum = options[3], cached_row_bytes = options[4]
@@ -303,7 +302,8 @@ def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr
     cdef const double* cw = &class_weight[0] if class_weight.shape[0] > 0 else NULL
     cdef double* buf = &pos_buf[0] if pos_buf.shape[0] > 0 else NULL
     cdef bint has_sw = sample_weight.shape[0] > 0
-    cdef floating* rb0 = &row_bufs[0, 0] if row_bufs.shape[1] == n_classes else NULL
+    cdef Py_ssize_t width = row_bufs.shape[1]
+    cdef floating* rb0 = &row_bufs[0, 0] if width == row_buf_width(n_classes) else NULL
     cdef Py_ssize_t n_bufs = row_bufs.shape[0] if rb0 != NULL else 0
     for i in prange(n_rows, nogil=True, num_threads=n_threads, schedule="guided"):
         k0 = indptr[i]
@@ -313,7 +313,7 @@ def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr
                                  vals + k0 if vals != NULL else vals, indptr[i + 1] - k0, cw,
                                  sample_weight[i] if has_sw else 1.0, eps, z_loss, grad_scale,
                                  cw_sum, cached_row_bytes, buf + k0 if buf != NULL else buf,
-                                 rb0 + threadid() * n_classes if threadid() < n_bufs else NULL)
+                                 rb0 + threadid() * width if threadid() < n_bufs else NULL)
 
 
 def softmax_xent_dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
@@ -330,11 +330,18 @@ def softmax_xent_dense(const floating[:, ::1] logits, const target_t[:, ::1] tar
     cdef floating* g0 = &grad[0, 0] if want_grad else NULL
     cdef const double* cw = &class_weight[0] if class_weight.shape[0] > 0 else NULL
     cdef bint has_sw = sample_weight.shape[0] > 0
-    cdef floating* rb0 = &row_bufs[0, 0] if row_bufs.shape[1] == n_classes else NULL
+    cdef Py_ssize_t width = row_bufs.shape[1]
+    cdef floating* rb0 = &row_bufs[0, 0] if width == row_buf_width(n_classes) else NULL
     cdef Py_ssize_t n_bufs = row_bufs.shape[0] if rb0 != NULL else 0
     for i in prange(n_rows, nogil=True, num_threads=n_threads, schedule="guided"):
         row_loss[i] = dense_row(x0 + i * n_classes,
                                 g0 + i * n_classes if want_grad else g0, want_grad, n_classes,
                                 y0 + i * n_classes, cw, sample_weight[i] if has_sw else 1.0,
                                 eps, z_loss, grad_scale, cw_sum, cached_row_bytes,
-                                rb0 + threadid() * n_classes if threadid() < n_bufs else NULL)
+                                rb0 + threadid() * width if threadid() < n_bufs else NULL)
+
+
+def cached_row_width(Py_ssize_t n_classes):
+    """Columns of ``row_bufs`` for rows of ``n_classes``: the row, and a reference max per
+    block (``_rows.row_buf_width``)."""
+    return row_buf_width(n_classes)

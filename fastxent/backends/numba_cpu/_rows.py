@@ -49,78 +49,91 @@ def block_max(xr):
     return m
 
 
-@_jit
-def row_stats(xr):
-    """Online softmax statistics of a row, reading it once from memory (block by block):
-    ``(m, s1)`` with ``m = max x`` and ``s1 = sum exp(x - m) - 1`` (float64). The max's own
-    term 1 is left out of the float32 block sums and added back exactly, so
-    ``log s = log1p(s1)`` keeps full relative accuracy when one class dominates."""
+@njit(inline="always", **JIT_OPTIONS)
+def exp_block_sums(blk, m, out, store):
+    """``(acc, ties)`` of a block: ``acc = sum exp(x - m)`` without the exact 1 of each tie
+    ``x == m``, ``ties`` their count (both in x's type); ``out[j] = exp(x_j - m)`` if ``store``
+    (a constant where it is inlined: the loop compiles without the test)."""
+    one = _math.cast_like(m, 1.0)
+    zero = _math.cast_like(m, 0.0)
+    acc = zero
+    ties = zero
+    for j in range(blk.size):
+        v = blk[j]
+        e = _math.exp_nonpos(v - m)
+        if store:
+            out[j] = e
+        tie = v == m                             # exp(0) = 1 exactly: count it separately
+        acc += e - one if tie else e             # 0 for a tie (a select of 0 instead stops
+        #                                           LLVM vectorising the sum: 5x slower)
+        ties += one if tie else zero
+    return acc, ties
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def online_stats(xr, buf, block_m, store):
+    """``row_stats``; with ``store``, also ``buf[j] = exp(x_j - m_b)`` and ``block_m[b] = m_b``,
+    ``m_b`` the running max when block ``b`` was read (``rescale_blocks`` makes them
+    ``exp(x_j - m)``)."""
     wide_vectors()
     n = xr.size
     m = _math.cast_like(xr[0], -math.inf)
-    one = _math.cast_like(xr[0], 1.0)
-    zero = _math.cast_like(xr[0], 0.0)
     s1 = -1.0                                    # s = 0 so far
     for b0 in range(0, n, BLOCK):
-        prefetch_ahead(xr, b0, min(b0 + BLOCK, n))
-        blk = xr[b0:min(b0 + BLOCK, n)]
+        b1 = min(b0 + BLOCK, n)
+        prefetch_ahead(xr, b0, b1)
+        blk = xr[b0:b1]
         bm = block_max(blk)
         if bm > m:                               # s <- s exp(m - bm): s1 <- (s1 + 1) r - 1
             s1 = s1 * math.exp(float(m) - float(bm)) - (-math.expm1(float(m) - float(bm)))
             m = bm
-        acc = zero
-        ties = zero
-        for j in range(blk.size):
-            v = blk[j]
-            e = _math.exp_nonpos(v - m)
-            tie = v == m                         # exp(0) = 1 exactly: count it separately
-            acc += e - one if tie else e         # 0 for a tie (a select of 0 instead stops
-            #                                       LLVM vectorising the sum: 5x slower)
-            ties += one if tie else zero
+        acc, ties = exp_block_sums(blk, m, buf[b0:b1], store)
+        if store:
+            block_m[b0 // BLOCK] = m
         # the ties cancel the -1 exactly first; fenced, or fast-math computes s1 + (acc + ties)
         s1 = _math.fence(s1 + float(ties)) + float(acc)
     return m, s1
 
 
 @_jit
-def row_max(xr):
-    """``max x`` of a whole row (vectorised; NaN if the row holds one, as ``block_max``)."""
-    return block_max(xr)
-
-
-@_jit
-def sum_exp_store(xr, gr, m):
-    """``s1 = sum exp(x - m) - 1`` (float64, the max's own 1 kept out of the float32 block sums,
-    as in ``row_stats``) for a row whose maximum ``m`` is known, storing ``gr[j] = exp(x_j - m)``
-    (gr may alias xr: each x_j is read before its slot is written)."""
-    wide_vectors()
-    n = xr.size
-    one = _math.cast_like(m, 1.0)
-    zero = _math.cast_like(m, 0.0)
-    s1 = -1.0
-    for b0 in range(0, n, BLOCK):
-        b1 = min(b0 + BLOCK, n)
-        xb = xr[b0:b1]
-        gb = gr[b0:b1]
-        acc = zero
-        ties = zero
-        for j in range(xb.size):
-            v = xb[j]
-            e = _math.exp_nonpos(v - m)
-            gb[j] = e
-            tie = v == m
-            acc += e - one if tie else e
-            ties += one if tie else zero
-        s1 = _math.fence(s1 + float(ties)) + float(acc)
-    return s1
+def row_stats(xr):
+    """Online softmax statistics of a row, reading it once from memory (block by block):
+    ``(m, s1)`` with ``m = max x`` and ``s1 = sum exp(x - m) - 1`` (float64). The max's own
+    term 1 is left out of the float32 block sums and added back exactly, so
+    ``log s = log1p(s1)`` keeps full relative accuracy when one class dominates."""
+    return online_stats(xr, xr[:0], xr[:0], False)
 
 
 @_jit
 def scale_row(gr, a):
-    """``gr[j] *= a``: the softmax gradient from stored ``exp(x_j - m)`` (label smoothing 0)."""
+    """``gr[j] *= a``."""
     wide_vectors()
     for j in range(gr.size):
         gr[j] = a * gr[j]
+
+
+@_jit
+def row_buf_width(n):
+    """Elements of ``row_stats_store``'s buffer for a row of ``n``: the row and one reference
+    max per block."""
+    return n + (n + BLOCK - 1) // BLOCK
+
+
+@_jit
+def row_stats_store(xr, buf):
+    """``row_stats`` that also leaves ``exp(x_j - m)`` in ``buf[j]`` (``buf`` holds
+    ``row_buf_width(xr.size)`` elements: the tail keeps each block's reference max).
+    Still one read of the logits from memory: the exp of a block is taken against the running
+    max and stored, and the blocks read before the final max are rescaled by
+    ``exp(m_b - m)`` once the row is done (in cache; blocks already at ``m`` are skipped)."""
+    n = xr.size
+    m, s1 = online_stats(xr, buf[:n], buf[n:], True)
+    for b0 in range(0, n, BLOCK):
+        mb = buf[n + b0 // BLOCK]
+        if mb != m:
+            scale_row(buf[b0:min(b0 + BLOCK, n)],
+                      _math.cast_like(m, math.exp(float(mb) - float(m))))
+    return m, s1
 
 
 @_jit

@@ -7,7 +7,9 @@ from ... import _config
 
 from .sigmoid import sigmoid_dense, sigmoid_elements, sigmoid_sparse  # noqa: F401
 from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
+from ._rows import row_buf_width
 from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
+
 
 def _or_empty(arr, dtype=np.float64):
     """``arr`` as ``dtype`` or an empty array. Per-class vectors read inside the element loops
@@ -39,13 +41,15 @@ def run(job):
         if sparse:
             cached = (want_grad and job.label_smoothing == 0.0
                       and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES)
-            row_bufs = np.empty((numba.get_num_threads(), n_classes) if cached else (1, 0),
+            row_bufs = np.empty((numba.get_num_threads(), row_buf_width(n_classes))
+                                if cached else (1, 0),
                                 dtype=logits.dtype)
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
                                 row_loss, grad, want_grad, pos_buf, row_bufs)
         else:
             cached = want_grad and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES
-            row_bufs = np.empty((numba.get_num_threads(), n_classes) if cached else (1, 0),
+            row_bufs = np.empty((numba.get_num_threads(), row_buf_width(n_classes))
+                                if cached else (1, 0),
                                 dtype=logits.dtype)
             softmax_xent_dense(logits, job.dense, cw, sw, options, row_loss, grad, want_grad,
                                row_bufs)

@@ -21,8 +21,8 @@ from numba import njit, prange
 
 from ... import _math
 from ._primitives import JIT_OPTIONS, wide_vectors
-from ._rows import (BLOCK, argmax_of, row_max, row_stats, row_sum_gap, stream_scaled_row,
-                    sum_exp_store, thread_row, write_softmax_grad)
+from ._rows import (BLOCK, argmax_of, row_buf_width, row_stats, row_stats_store, row_sum_gap,
+                    stream_scaled_row, thread_row, write_softmax_grad)
 
 
 @njit(**JIT_OPTIONS)
@@ -45,7 +45,7 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
             gr[:] = 0.0
         return 0.0
     if (want_grad and eps == 0.0 and n_classes * xr.itemsize <= cached_row_bytes
-            and row_buf.size == n_classes):
+            and row_buf.size == row_buf_width(n_classes)):
         return cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw,
                                  options, mass_pos, pos_buf, row_buf)
     # 1. row statistics
@@ -93,18 +93,18 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
 @njit(**JIT_OPTIONS)
 def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, options,
                       mass_pos, pos_buf, row_buf):
-    """``sparse_row`` with a gradient, no label smoothing, and a row that stays in L2: the max
-    first, then ``exp(x - m)`` summed and stored in ``row_buf`` (this thread's row-sized
-    buffer, which stays in cache), then scaled into the gradient with non-temporal stores (one
-    exp per element; the gradient is written without being read; the same loss and gradient
-    formulas). ``pos_buf`` holds ``m - x_c`` of the positives, then their gradients."""
+    """``sparse_row`` with a gradient, no label smoothing, and a row that stays in L2: the
+    online statistics with ``exp(x - m)`` stored in ``row_buf`` (``row_stats_store``: this
+    thread's buffer, which stays in cache), then that scaled into the gradient with
+    non-temporal stores (one exp per element and one read of the logits from memory; the
+    gradient is written without being read; the same loss and gradient formulas).
+    ``pos_buf`` holds ``m - x_c`` of the positives, then their gradients."""
     wide_vectors()
     eps, z_loss, grad_scale, cw_sum, cached_row_bytes = options
-    # 1. row statistics: the max, then the sum of exp stored into gr
-    m = row_max(xr)
+    # 1. row statistics, exp(x - m) stored into row_buf
+    m, s1 = row_stats_store(xr, row_buf)
     for k in range(cols.size):
         pos_buf[k] = _math.fence(float(m) - float(xr[cols[k]]))
-    s1 = sum_exp_store(xr, row_buf, m)
     s = 1.0 + s1
     log_s = math.log1p(s1)
     lse = float(m) + log_s
@@ -128,7 +128,7 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
         pos_buf[k] = scale * exact_grad(pos_buf[k] + log_s, wy_sum - wy + 2.0 * z_loss * lse,
                                         wy)
     a = _math.cast_like(m, scale * (wy_sum + 2.0 * z_loss * lse) / s)
-    stream_scaled_row(gr, row_buf, a)
+    stream_scaled_row(gr, row_buf[:xr.size], a)
     for k in range(cols.size):
         gr[cols[k]] = _math.cast_like(m, pos_buf[k])
     return loss
@@ -204,7 +204,8 @@ def dense_terms(xr, yr, m, top, s1, class_weight, has_cw, sw, options):
 def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options, row_buf):
     wide_vectors()
     cached_row_bytes = options[4]
-    if want_grad and xr.size * xr.itemsize <= cached_row_bytes and row_buf.size == xr.size:
+    if (want_grad and xr.size * xr.itemsize <= cached_row_bytes
+            and row_buf.size == row_buf_width(xr.size)):
         return cached_dense_row(xr, gr, yr, class_weight, has_cw, sw, options, row_buf)
     # 1. row statistics
     m, s1 = row_stats(xr)
@@ -232,17 +233,16 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options, row_buf)
 
 @njit(**JIT_OPTIONS)
 def cached_dense_row(xr, gr, yr, class_weight, has_cw, sw, options, row_buf):
-    """``dense_row`` with a gradient and a row that stays in L2: the max first, then
-    ``exp(x - m)`` summed and stored in ``row_buf`` (this thread's row-sized buffer), the
+    """``dense_row`` with a gradient and a row that stays in L2: the online statistics with
+    ``exp(x - m)`` stored in ``row_buf`` (``row_stats_store``: this thread's buffer), the
     loss's target sums, then the gradient formed in ``row_buf`` and streamed out with
     non-temporal stores (one exp per element where the one-read path takes two; the same
     formulas). The logits are read before the gradient is written (they may be the gradient
     buffer)."""
     wide_vectors()
-    # 1. row statistics: the max, then the sum of exp stored into row_buf
-    m = row_max(xr)
+    # 1. row statistics, exp(x - m) stored into row_buf
+    m, s1 = row_stats_store(xr, row_buf)
     top = argmax_of(xr, m)
-    s1 = sum_exp_store(xr, row_buf, m)
     # 2. loss
     loss, a64, b64, c64, top_grad = dense_terms(xr, yr, m, top, s1, class_weight, has_cw,
                                                 sw, options)
@@ -259,7 +259,7 @@ def cached_dense_row(xr, gr, yr, class_weight, has_cw, sw, options, row_buf):
             row_buf[j] = a * row_buf[j] - b - c1 * _math.cast_like(m, yr[j])
     if top >= 0:
         row_buf[top] = _math.cast_like(m, top_grad)
-    stream_scaled_row(gr, row_buf, _math.cast_like(m, 1.0))
+    stream_scaled_row(gr, row_buf[:xr.size], _math.cast_like(m, 1.0))
     return loss
 
 
@@ -267,7 +267,7 @@ def cached_dense_row(xr, gr, yr, class_weight, has_cw, sw, options, row_buf):
 def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_weight, options,
                         row_loss, grad, want_grad, pos_buf, row_bufs):
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights, the longest row in
-    bytes for the cached three-pass gradient (``_config.CACHED_ROW_BYTES``)). Absent optional
+    bytes for the cached two-pass gradient (``_config.CACHED_ROW_BYTES``)). Absent optional
     arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array. ``row_bufs`` has a
     row per thread for the cached gradient ([T, C], T = ``numba.get_num_threads()``), or is
     empty ([1, 0]): then every row takes the one-read path."""
