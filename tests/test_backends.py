@@ -630,8 +630,8 @@ def test_softmax_nan_anywhere_in_a_long_row(backend, family):
 
 
 def _long_rows(rng, c, dtype):
-    """Rows whose maximum sits in different blocks (the CPU kernels' blocks are 512 elements,
-    2048 in earlier versions; both boundaries are hit)."""
+    """Rows whose maximum sits in different blocks (the CPU kernels' blocks are 256 elements,
+    512 and 2048 in earlier versions; every one of these boundaries is hit)."""
     n = 6
     x = rng.standard_normal((n, c)) * 2
     x[0] = np.linspace(-20, 20, c)              # increasing: the max moves in every block

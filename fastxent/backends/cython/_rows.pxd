@@ -16,8 +16,9 @@ from cython cimport floating
 from ._scalar cimport exp_nonpos, fence
 
 cdef enum:
-    BLOCK = 512    # elements per block: float32 partial sums over a block stay accurate, then go
-    #                to float64; a block is 2 KiB of float32, so its second read hits L1
+    BLOCK = 256    # elements per block: float32 partial sums over a block stay accurate, then go
+    #                to float64; a block is 1 KiB of float32, so its second read hits L1; also
+    #                the prefetch step (see backends/numba_cpu/_rows.py)
     MAX_LANES = 16  # independent accumulators of the lane sums (one AVX-512 vector of float32)
 
 
