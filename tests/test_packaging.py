@@ -216,3 +216,52 @@ def test_make_batch_is_memory_frugal():
     finally:
         tracemalloc.stop()
     assert peak - logits.nbytes < 16 << 20
+
+
+# ============================================================================================
+# Numba's on-disk cache follows every source the kernels compile from
+# ============================================================================================
+
+_CACHE_PROBE = """
+import json, os
+from fastxent.backends.numba_cpu import _cache, _rows
+_rows.row_buf_width(1000)                  # a cached jitted function of the backend
+stats = _rows.row_buf_width.stats
+print(json.dumps({"hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values()),
+                  "dir": _cache.cache_dir(), "digest": _cache.sources_digest()}))
+"""
+
+
+def _probe_cache(cache_root):
+    import json
+    import subprocess
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_root))
+    run = subprocess.run([sys.executable, "-c", _CACHE_PROBE], env=env, capture_output=True,
+                         text=True, timeout=600, cwd=str(ROOT))
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_numba_cache_is_dropped_when_any_kernel_source_changes(tmp_path):
+    """Numba keys a cached function on its own file only, while a kernel also compiles in code
+    from ``_rows.py``, ``_primitives.py`` and ``fastxent/_math.py``: the backend keeps a digest of
+    all of them beside the cache and removes its cache files when the digest differs (checked
+    here by altering the stamp, as a changed source would), so no kernel runs stale code."""
+    pytest.importorskip("numba")
+    first = _probe_cache(tmp_path)
+    assert first["misses"] == 1 and first["hits"] == 0            # compiled, then cached
+    cache = Path(first["dir"])
+    stamp = cache / "fastxent-numba-sources.stamp"
+    assert stamp.read_text().strip() == first["digest"]
+    assert any(p.name.startswith("_rows.row_buf_width") and p.suffix == ".nbi"
+               for p in cache.iterdir())
+    second = _probe_cache(tmp_path)
+    assert second["hits"] == 1 and second["misses"] == 0          # same sources: reused
+    foreign = cache / "not_fastxent.f-1.py311.nbi"                # another module's: kept
+    foreign.write_text("")
+    stamp.write_text("digest of other sources\n")
+    third = _probe_cache(tmp_path)
+    assert third["misses"] == 1 and third["hits"] == 0            # dropped and recompiled
+    assert stamp.read_text().strip() == first["digest"]
+    assert foreign.exists()
