@@ -104,18 +104,14 @@ cdef inline double online_stats(const floating* xr, Py_ssize_t n, floating* m_ou
             d = <double>m - <double>bm
             s1 = s1 * libm_exp(d) - (-libm_expm1(d))
             m = bm
-        if store:                              # vectorised element loops, then lane sums
-            for j in range(size):
-                v = blk[j]
-                e = exp_nonpos(v - m)
-                ebuf[j] = e - one if v == m else e  # exp(0) = 1 exactly: counted separately
+        for j in range(size):                  # vectorised element loop, then lane sums
+            v = blk[j]
+            e = exp_nonpos(v - m)
+            ebuf[j] = e - one if v == m else e # exp(0) = 1 exactly: counted separately
+            if store:
                 buf[b0 + j] = e
+        if store:
             buf[n + b0 // BLOCK] = m
-        else:
-            for j in range(size):
-                v = blk[j]
-                e = exp_nonpos(v - m)
-                ebuf[j] = e - one if v == m else e
         acc = lane_sum(ebuf, size)
         ties = count_equal(blk, size, m)
         # ties first: s1 + ties is exact (s1 >= -1, ties a small integer); adding the ties and

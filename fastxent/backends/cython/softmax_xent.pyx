@@ -290,8 +290,8 @@ def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights, the longest row in
     bytes for the cached two-pass gradient (``_config.CACHED_ROW_BYTES``)). Absent optional
     arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array. ``row_bufs`` has a
-    row per thread for the cached gradient ([n_threads, cached_row_width(C)]), or is empty ([1, 0]): then every
-    row takes the one-read path."""
+    row per thread for the cached gradient ([n_threads, cached_row_width(C)]), or is empty
+    ([1, 0]): then every row takes the one-read path."""
     cdef double eps = options[0], z_loss = options[1], grad_scale = options[2]
     cdef double cw_sum = options[3], cached_row_bytes = options[4]
     cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], i, k0

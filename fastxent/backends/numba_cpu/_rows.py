@@ -78,8 +78,8 @@ def exp_block_sums(blk, m, out, store):
 @njit(inline="always", **JIT_OPTIONS)
 def online_stats(xr, buf, block_m, store):
     """``row_stats``; with ``store``, also ``buf[j] = exp(x_j - m_b)`` and ``block_m[b] = m_b``,
-    ``m_b`` the running max when block ``b`` was read (``rescale_blocks`` makes them
-    ``exp(x_j - m)``)."""
+    ``m_b`` the running max when block ``b`` was read (``row_stats_store`` then rescales them
+    to ``exp(x_j - m)``)."""
     wide_vectors()
     n = xr.size
     m = _math.cast_like(xr[0], -math.inf)
