@@ -221,6 +221,10 @@ def grad_buffer(grad_out: Any, logits_in: Any, logits_arr: np.ndarray, others) -
         raise ValueError("grad_out must be C-contiguous; allocate it with np.empty_like(logits)")
     if not grad_out.flags.writeable:
         raise ValueError("grad_out is read-only; pass a writeable array")
+    if not grad_out.flags.aligned:
+        raise ValueError(f"grad_out is not aligned: its address is not a multiple of its "
+                         f"itemsize {grad_out.itemsize} (a view at an odd byte offset of a "
+                         f"buffer); allocate it with np.empty_like(logits)")
     for name, arr in others:
         if isinstance(arr, np.ndarray) and arr.size and np.may_share_memory(grad_out, arr):
             raise ValueError(f"grad_out overlaps {name}; it may only be the logits array itself "

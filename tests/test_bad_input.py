@@ -609,7 +609,8 @@ def test_unknown_backend(no_kernel, name, bad):
 
 @pytest.mark.parametrize("case", ["shape (N, C+1)", "shape (C, N)", "shape (N*C,)",
                                   "shape (1, N, C)", "dtype other float", "dtype int64",
-                                  "Fortran order", "strided view", "read-only", "list",
+                                  "Fortran order", "strided view", "read-only", "misaligned",
+                                  "list",
                                   "no return_grad", "return_grad=False"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_grad_out_bad(no_kernel, name, backend, case, dtype):
@@ -632,6 +633,10 @@ def test_grad_out_bad(no_kernel, name, backend, case, dtype):
     elif case == "read-only":
         g = np.zeros((N, C), dtype)
         g.flags.writeable = False
+    elif case == "misaligned":                   # one byte past an aligned buffer's start
+        raw = np.zeros(N * C * np.dtype(dtype).itemsize + 1, np.uint8)
+        g = np.frombuffer(raw.data, dtype, N * C, offset=1).reshape(N, C)
+        assert not g.flags.aligned and g.flags.c_contiguous and g.flags.writeable
     elif case == "list":
         g = np.zeros((N, C), dtype).tolist()
         exc = TypeError
@@ -803,6 +808,23 @@ def test_read_only_logits(name, backend, return_grad, contiguous):
         np.testing.assert_array_equal(got[1], expected[1])
         got, expected = got[0], expected[0]
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_misaligned_logits(name, backend, dtype):
+    """Logits at an odd byte offset of a buffer (NumPy's ALIGNED flag False) are read as they
+    are: the same loss and gradient as an aligned copy (only grad_out must be aligned)."""
+    x = make_logits(dtype)
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    xu = np.frombuffer(raw.data, dtype, x.size, offset=1).reshape(x.shape)
+    xu[...] = x
+    assert not xu.flags.aligned
+    expected = _call(name, x, default_targets(name), reduction="none", return_grad=True,
+                     backend=backend)
+    got = _call(name, xu, default_targets(name), reduction="none", return_grad=True,
+                backend=backend)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
 
 
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean", "batchmean"])
