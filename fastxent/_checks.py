@@ -50,12 +50,19 @@ def reduction(value: Any) -> str:
     return value
 
 
+def _native(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in the machine's byte order (a byte-swapped copy of a big-endian array on a
+    little-endian machine: compiled kernels read native numbers only)."""
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+
+
 def logits(value: Any) -> np.ndarray:
-    """2-D float32/float64 logits, C-contiguous (non-contiguous input is copied)."""
+    """2-D float32/float64 logits, C-contiguous (non-contiguous or byte-swapped input is
+    copied)."""
     if isinstance(value, MultiLabel):
         raise TypeError("logits must be a float array [N, C], got a MultiLabel; "
                         "did you swap logits and targets?")
-    arr = np.asarray(value)
+    arr = _native(np.asarray(value))
     if arr.dtype.kind != "f" or arr.dtype not in (np.float32, np.float64):
         if arr.dtype.kind == "c":
             hint = "logits are real: take the real part and cast, np.real(x).astype(np.float32)"
@@ -178,6 +185,7 @@ def dense_targets(value: np.ndarray, n_rows: int, n_classes: int) -> np.ndarray:
                          f"dense targets, got {value.shape}")
     if value.dtype.kind == "b":
         value = value.view(np.uint8)
+    value = _native(value)
     _unit_dense(value, "targets")
     return np.ascontiguousarray(value)
 

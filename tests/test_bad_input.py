@@ -827,6 +827,30 @@ def test_misaligned_logits(name, backend, dtype):
     np.testing.assert_array_equal(got[1], expected[1])
 
 
+@pytest.mark.parametrize("name, form", [
+    pytest.param(n, f, id=f"{n}-{f}") for n in FUNCS for f in ("dense", "MultiLabel", "labels")
+    if f != "labels" or n in SOFTMAX])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_byte_swapped_inputs(name, backend, form, dtype):
+    """Big-endian logits, targets and weights (a file written on another machine, a
+    ``dtype=">f4"`` buffer) give the native arrays' loss and gradient; the gradient comes in
+    native byte order."""
+    x = make_logits(dtype)
+    y = _target_forms(name, dtype=dtype)[form]
+
+    def swapped(a):
+        return a.astype(a.dtype.newbyteorder(">" if a.dtype.isnative else "<"))
+
+    weights = dict(class_weight=np.linspace(0.5, 1.5, C), sample_weight=np.linspace(1.0, 2.0, N))
+    expected = _call(name, x, y, reduction="none", return_grad=True, backend=backend, **weights)
+    y_swapped = y if form == "MultiLabel" else swapped(y)
+    got = _call(name, swapped(x), y_swapped, reduction="none", return_grad=True,
+                backend=backend, **{k: swapped(v) for k, v in weights.items()})
+    assert got[1].dtype == np.dtype(dtype) and got[1].dtype.isnative
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean", "batchmean"])
 def test_single_class(name, backend, reduction):
     """C = 1 is allowed: every target form, against the NumPy reference (float64)."""
