@@ -738,6 +738,48 @@ def test_softmax_ce_both_gradient_paths(backend, cached_row_bytes, monkeypatch):
                                "class_weight": rng.uniform(0.2, 2.0, c)}, "sum")
 
 
+@pytest.mark.parametrize("family", SIGMOID)
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"gamma_neg": 4.0},
+                                     {"clip": 0.05}, {"class_weight": "ramp"}])
+def test_sparse_sigmoid_rows_with_confident_positives(backend, family, options):
+    """Rows whose positives are predicted confidently (logit +20) and negatives likewise
+    (-10): each row's loss is tiny (down to 1e-11 for focal) next to a positive's background
+    term (~20). The sparse kernels leave the positives out of the background sums (no
+    subtraction that would cancel): every row keeps the contract's *relative* accuracy
+    (float64 1e-12, float32 1e-5), positives at block edges, several in one block, in every
+    block. Also: an infinite logit at a positive gives an infinite loss, not NaN."""
+    kwargs = dict(options)
+    if family == "sigmoid_binary_cross_entropy" and set(kwargs) & {"gamma_neg", "clip"}:
+        kwargs = {"pos_weight": 3.0}
+    for dtype in DTYPES:
+        c = sim_shrink(1000, 300)
+        rows = [[5], [255, 256], [0, c - 1], list(range(3, c, 97)), [100, 101, 102, 103],
+                list(range(0, c, 2))]
+        logits = np.full((len(rows), c), -10.0, dtype=dtype)
+        for i, r in enumerate(rows):
+            logits[i, r] = 20.0
+        if "class_weight" in options:
+            kwargs["class_weight"] = np.linspace(0.5, 2.0, c)
+        targets = MultiLabel.from_lists(rows, c)
+        e_loss, e_grad = expected(family, logits, targets, kwargs, "none")
+        loss, grad = api(family)(logits, targets, **kwargs, reduction="none", return_grad=True,
+                                 backend=backend)
+        rtol = 1e-12 if dtype == np.float64 else 1e-5
+        assert np.all(e_loss > 0)
+        np.testing.assert_allclose(np.asarray(loss, np.float64), e_loss, rtol=rtol, atol=0)
+        if dtype == np.float64 or "gamma_neg" not in kwargs:
+            # (float32 with gamma_neg = 4: every gradient entry is ~1e-21, p**4 taken as
+            # exp(-4 softplus(-x)), whose float32 argument near -40 is rounded to 2e-6)
+            assert_grad_close(grad, e_grad, dtype)
+        logits[0, 5] = -np.inf                      # the positive at -inf: loss +inf
+        logits[1, 255] = np.inf
+        loss = api(family)(logits, targets, **kwargs, reduction="none", backend=backend)
+        e_loss, _ = expected(family, logits, targets, kwargs, "none")
+        assert np.isposinf(e_loss[0]) and np.isposinf(loss[0])
+        np.testing.assert_array_equal(np.isposinf(loss), np.isposinf(e_loss))
+        np.testing.assert_array_equal(np.isnan(loss), np.isnan(e_loss))
+
+
 @pytest.mark.parametrize("offset", [0, 1, 5])
 def test_softmax_ce_gradient_at_any_alignment(backend, offset):
     """The cached softmax CE gradient goes out in whole cache lines (non-temporal stores on the

@@ -9,9 +9,10 @@ formula at compile time: ``BCEParams`` -> ``bce_term``, ``FocalParams`` -> ``foc
     loss = sw * sum_c w_c l(x_c, y'_c)       grad = sw * scale * w_c dl/dx(x_c, y'_c)
 
 Sparse targets cost O(nnz) on top of one pass over the logits: phase 2 computes the positives'
-corrections (their loss minus the background loss, and their final gradient, kept in ``pos_buf``);
-phase 3 treats every logit as a background element ``y'_0 = eps / 2`` and writes the gradient once;
-then the positives' gradients are put in place. Without smoothing (``y'_0 = 0``) and without
+own terms (their loss, and their final gradient, kept in ``pos_buf``); phase 3 treats every logit
+as a background element ``y'_0 = eps / 2``, writes the gradient once and sums the loss of every
+logit but the positives (their terms are set to 0 in the block buffer before its sum: subtracting
+them afterwards would cancel); then the positives' gradients are put in place. Without smoothing (``y'_0 = 0``) and without
 probability shifting (focal ``clip = 0``) the background uses the closed forms
 ``bce_negative_term`` / ``focal_negative_term`` (no exponent branch, no division: 4x faster for
 focal; ``focal_negative_term_sq`` when ``gamma_neg = 2``, without the second exp), as the Numba
@@ -150,8 +151,11 @@ cdef void block_elements(const floating* xb, Py_ssize_t size, const target_t* yb
 cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint want_grad,
                           const target_t* yr, floating keep, floating y0,
                           const double* class_weight, const double* pos_weight,
-                          const params_t* prm, floating scale, bint closed) noexcept nogil:
-    """``sum_j w_j l(x_j, y_j)`` (float64, from block partial sums) and, if wanted,
+                          const params_t* prm, floating scale, bint closed,
+                          const int64_t* cols, Py_ssize_t n_pos) noexcept nogil:
+    """``sum_j w_j l(x_j, y_j)`` over every logit but the ``n_pos`` positives ``cols`` (sorted;
+    their terms are left out of the block sums: subtracting a confident positive's background
+    term afterwards would cancel), float64 from block partial sums, and, if wanted,
     ``gr[j] = scale w_j dl/dx(x_j, y_j)``; gr may alias xr (each block is computed into
     ``lbuf``/``gbuf`` before it is written). ``y_j = keep yr[j] + y0``, or ``y0`` when ``yr`` is
     NULL; ``pos_weight``: [C] or NULL (then the scalar of ``prm``); ``closed``: see
@@ -161,7 +165,7 @@ cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint w
     cdef floating pw0 = <floating>pos_weight_of(prm)
     cdef floating acc, w
     cdef double total = 0.0
-    cdef Py_ssize_t b0 = 0, j, size
+    cdef Py_ssize_t b0 = 0, j, size, kp = 0
     cdef const double* wb = NULL
     cdef floating* gb
     while b0 < n:
@@ -175,6 +179,10 @@ cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint w
             wb = class_weight + b0
             for j in range(size):
                 lbuf[j] = <floating>wb[j] * lbuf[j]
+        while kp < n_pos and cols[kp] < b0 + size:
+            if cols[kp] >= b0:                   # (always, for sorted rows)
+                lbuf[cols[kp] - b0] = 0
+            kp += 1
         acc = lane_sum(lbuf, size)
         total += <double>acc
         if want_grad:
@@ -198,23 +206,23 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
     cdef floating y0 = <floating>(0.5 * eps)
     cdef floating keep = <floating>(1.0 - eps)
     cdef double scale = sw * grad_scale, loss = 0.0, w
-    cdef floating x, y, pw, l_pos, g_pos, l_bg, g_bg
+    cdef floating x, y, pw, l_pos, g_pos
     cdef Py_ssize_t k, c
-    # 2. loss: the positives' corrections (before any write: logits may alias grad)
+    # 2. loss: the positives' own terms (before any write: logits may alias grad)
     for k in range(n_pos):
         c = cols[k]
         x = xr[c]
         y = keep * <floating>(vals[k] if vals != NULL else 1.0) + y0
         pw = <floating>pos_weight[c] if pos_weight != NULL else pw0
         element(x, y, pw, prm, &l_pos, &g_pos)
-        element(x, y0, pw, prm, &l_bg, &g_bg)
         w = class_weight[c] if class_weight != NULL else 1.0
-        loss += w * (<double>l_pos - <double>l_bg)
+        loss += w * <double>l_pos
         pos_buf[k] = scale * w * <double>g_pos
-    # 2./3. the background pass: every logit as y'_0, gradient written once
+    # 2./3. the background pass: every other logit as y'_0, gradient written once
     loss += weighted_pass(xr, gr, n_classes, want_grad, <const floating*>NULL, keep, y0,
                           class_weight, pos_weight if eps > 0.0 else <const double*>NULL, prm,
-                          <floating>scale, eps == 0.0 and not shifts_negatives(prm))
+                          <floating>scale, eps == 0.0 and not shifts_negatives(prm), cols,
+                          n_pos)
     if want_grad:
         for k in range(n_pos):
             gr[cols[k]] = <floating>pos_buf[k]
@@ -228,7 +236,7 @@ cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize
     # 2. loss and 3. gradient in one pass (float32 block partial sums, then float64)
     return sw * weighted_pass(xr, gr, n_classes, want_grad, yr, <floating>(1.0 - eps),
                               <floating>(0.5 * eps), class_weight, pos_weight, prm,
-                              <floating>(sw * grad_scale), False)
+                              <floating>(sw * grad_scale), False, <const int64_t*>NULL, 0)
 
 
 cdef void _sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,

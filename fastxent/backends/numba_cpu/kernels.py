@@ -7,7 +7,7 @@ from ... import _config
 
 from .sigmoid import sigmoid_dense, sigmoid_elements, sigmoid_sparse  # noqa: F401
 from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
-from ._rows import row_buf_width
+from ._rows import BLOCK, row_buf_width
 from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
 
 
@@ -68,8 +68,9 @@ def run(job):
         pw = _or_empty(job.pos_weight, logits.dtype)
         options = (job.label_smoothing, job.grad_scale)
         if sparse:
+            block_bufs = np.empty((numba.get_num_threads(), BLOCK), dtype=logits.dtype)
             sigmoid_sparse(logits, job.indptr, job.indices, values, cw, pw, sw, options, params,
-                           row_loss, grad, want_grad, pos_buf)
+                           row_loss, grad, want_grad, pos_buf, block_bufs)
         else:
             sigmoid_dense(logits, job.dense, cw, pw, sw, options, params, row_loss, grad,
                           want_grad)

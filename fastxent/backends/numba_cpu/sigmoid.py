@@ -7,9 +7,10 @@ time by its length: ``(pos_weight,)`` -> ``_math.bce_term``,
     loss = sw * sum_c w_c l(x_c, y'_c)       grad = sw * scale * w_c dl/dx(x_c, y'_c)
 
 Sparse targets cost O(nnz) on top of one pass over the logits: phase 2 computes the positives'
-corrections (their loss minus the background loss, and their final gradient, kept in ``pos_buf``);
-phase 3 treats every logit as a background element ``y'_0 = eps / 2`` and writes the gradient once;
-then the positives' gradients are put in place. Without smoothing and without probability
+own terms (their loss, and their final gradient, kept in ``pos_buf``); phase 3 treats every logit
+as a background element ``y'_0 = eps / 2``, writes the gradient once and sums the loss of every
+logit but the positives (the blocks holding positives keep their terms and leave the positives'
+out: subtracting them afterwards would cancel); then the positives' gradients are put in place. Without smoothing and without probability
 shifting the background uses the closed forms ``_math.bce_negative_term`` /
 ``focal_negative_term`` (``focal_negative_term_sq`` when ``gamma_neg = 2``: no second exp).
 Phases: 1. (no row statistics), 2. loss, 3. gradient.
@@ -19,7 +20,7 @@ from numba.extending import overload
 
 from ... import _math
 from ._primitives import JIT_OPTIONS, wide_vectors
-from ._rows import BLOCK, prefetch_ahead
+from ._rows import BLOCK, block_buffer, prefetch_ahead
 
 
 def element(x, y, class_pos_weight, params):
@@ -111,27 +112,53 @@ def _typed_ol(like, params):
 
 
 @njit(**JIT_OPTIONS)
-def positive_terms(x, y, y0, pw, prm):
-    """(loss at y minus loss at the background y0, gradient at y) of one positive, float64."""
+def positive_loss(x, y, pw, prm):
+    """(loss, gradient) of one positive at its target ``y``, float64."""
     l_pos, g_pos = element(x, y, pw, prm)
-    l_bg, g_bg = element(x, y0, pw, prm)
-    return float(l_pos) - float(l_bg), float(g_pos)
+    return float(l_pos), float(g_pos)
 
 
 @njit(**JIT_OPTIONS)
 def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm,
-                    scale):
-    """``sum_j w_j l(x_j, y0)`` (float64, from float32 block partial sums) and, if wanted,
-    ``gr[j] = scale w_j dl/dx(x_j, y0)``; gr may alias xr."""
-    wide_vectors()
+                    scale, cols, lbuf):
+    """``sum_j w_j l(x_j, y0)`` over every logit but the positives ``cols`` (sorted), float64
+    from float32 block partial sums, and, if wanted, ``gr[j] = scale w_j dl/dx(x_j, y0)`` for
+    every logit (the positives' entries are overwritten afterwards); gr may alias xr.
+    The blocks holding positives go through ``positive_block`` (their terms kept in ``lbuf``
+    and summed without the positives': subtracting a positive's background term afterwards
+    would cancel, a confident positive's being ~x while the rest of the row may sum to 1e-10);
+    the runs of blocks between them through ``background_blocks``, whose loops stay as they
+    are without positives (a test per block inside them measured 5-13% slower)."""
     n = xr.size
+    total = 0.0
+    start = 0                                    # the first block not done yet
+    kp = 0                                       # the next positive
+    while kp < cols.size:
+        b0 = max(cols[kp] // BLOCK * BLOCK, start)
+        total += background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
+                                   use_pw, prm, scale, start, b0)
+        b1 = min(b0 + BLOCK, n)
+        acc, kp = positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
+                                 use_pw, prm, scale, b0, b1, cols, kp, lbuf)
+        total += acc
+        start = b1
+    return total + background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
+                                     use_pw, prm, scale, start, n)
+
+
+@njit(**JIT_OPTIONS)
+def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm,
+                      scale, start, stop):
+    """``background_pass`` over the blocks from ``start`` to ``stop`` (block boundaries),
+    which hold no positive."""
+    wide_vectors()
     one = _math.cast_like(xr[0], 1.0)
     pw0 = prm[0]
     general = y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
     squared = squares_negatives(prm)
     total = 0.0
-    for b0 in range(0, n, BLOCK):
-        b1 = min(b0 + BLOCK, n)
+    for b0 in range(start, stop, BLOCK):
+        b1 = min(b0 + BLOCK, stop)
         prefetch_ahead(xr, b0, b1)
         xb = xr[b0:b1]
         gb = gr[b0:b1]
@@ -167,8 +194,57 @@ def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use
 
 
 @njit(**JIT_OPTIONS)
+def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm, scale,
+                   b0, b1, cols, kp, lbuf):
+    """``(sum, kp)``: ``background_pass`` over the block ``[b0, b1)``, which holds the
+    positives ``cols[kp:]`` below ``b1``: the gradient written, the terms kept in ``lbuf``
+    (``BLOCK`` elements) and summed with the positives' set to 0; ``kp`` moved past them."""
+    wide_vectors()
+    one = _math.cast_like(xr[0], 1.0)
+    pw0 = prm[0]
+    general = y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
+    squared = squares_negatives(prm)
+    prefetch_ahead(xr, b0, b1)
+    xb = xr[b0:b1]
+    gb = gr[b0:b1]
+    lb = lbuf[:b1 - b0]
+    cwb = class_weight[b0:b1]
+    pwb = pos_weight[b0:b1]
+    if general:
+        for j in range(xb.size):
+            w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
+            pw = _math.cast_like(xr[0], pwb[j]) if use_pw else pw0
+            lj, gj = element(xb[j], y0, pw, prm)
+            lb[j] = w * lj
+            if want_grad:
+                gb[j] = scale * w * gj
+    elif squared:
+        for j in range(xb.size):
+            w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
+            lj, gj = negative_element_sq(xb[j], prm)
+            lb[j] = w * lj
+            if want_grad:
+                gb[j] = scale * w * gj
+    else:
+        for j in range(xb.size):
+            w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
+            lj, gj = negative_element(xb[j], prm)
+            lb[j] = w * lj
+            if want_grad:
+                gb[j] = scale * w * gj
+    while kp < cols.size and cols[kp] < b1:
+        if cols[kp] >= b0:                       # (always, for sorted rows)
+            lb[cols[kp] - b0] = 0
+        kp += 1
+    acc = _math.cast_like(xr[0], 0.0)
+    for j in range(lb.size):
+        acc += lb[j]
+    return float(acc), kp
+
+
+@njit(**JIT_OPTIONS)
 def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, pos_weight,
-               has_pw, sw, options, params, pos_buf):
+               has_pw, sw, options, params, pos_buf, lbuf):
     wide_vectors()
     eps, grad_scale = options
     prm = _typed(xr[0], params)
@@ -176,20 +252,21 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
     y0 = _math.cast_like(xr[0], 0.5 * eps)
     keep = _math.cast_like(xr[0], 1.0 - eps)
     scale = sw * grad_scale
-    # 2. loss: the positives' corrections (before any write: logits may alias grad)
+    # 2. loss: the positives' own terms (before any write: logits may alias grad)
     loss = 0.0
     for k in range(cols.size):
         c = cols[k]
         x = xr[c]
         y = keep * _math.cast_like(x, vals[k] if has_values else 1.0) + y0
         pw = _math.cast_like(x, pos_weight[c]) if has_pw else pw0
-        d_loss, g_pos = positive_terms(x, y, y0, pw, prm)
+        l_pos, g_pos = positive_loss(x, y, pw, prm)
         w = class_weight[c] if has_cw else 1.0
-        loss += w * d_loss
+        loss += w * l_pos
         pos_buf[k] = scale * w * g_pos
-    # 2./3. the background pass: every logit as y'_0, gradient written once
+    # 2./3. the background pass: every other logit as y'_0, gradient written once
     loss += background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
-                            has_pw and eps > 0.0, prm, _math.cast_like(xr[0], scale))
+                            has_pw and eps > 0.0, prm, _math.cast_like(xr[0], scale), cols,
+                            lbuf)
     if want_grad:
         for k in range(cols.size):
             gr[cols[k]] = _math.cast_like(xr[0], pos_buf[k])
@@ -232,8 +309,10 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, pos_weight, has_pw, s
 
 @njit(parallel=True, **JIT_OPTIONS)
 def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight,
-                   options, params, row_loss, grad, want_grad, pos_buf):
-    """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0])."""
+                   options, params, row_loss, grad, want_grad, pos_buf, block_bufs):
+    """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0]);
+    block_bufs: [threads, BLOCK] in the logits' dtype (``block_buffer``); indices sorted within
+    each row."""
     wide_vectors()
     has_values = values.size > 0
     has_cw = class_weight.size > 0
@@ -246,7 +325,7 @@ def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sa
                                  indices[k0:k1], values[k0:k1] if has_values else values,
                                  has_values, class_weight, has_cw, pos_weight, has_pw,
                                  sample_weight[i] if has_sw else 1.0, options, params,
-                                 pos_buf[k0:k1])
+                                 pos_buf[k0:k1], block_buffer(block_bufs))
 
 
 @njit(parallel=True, **JIT_OPTIONS)

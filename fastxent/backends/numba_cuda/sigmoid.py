@@ -8,10 +8,12 @@ with ``l`` = ``_math.bce_term`` or ``_math.focal_term``. ``make_kernels(element)
 dense and sparse kernels of one element formula (specialised at compile time; ``params`` is
 always ``(pos_weight, gamma, gamma_neg, clip, alpha)``).
 
-Sparse targets cost O(nnz) on top of one pass over the logits: 1. the positives' corrections
-(their loss minus the background loss, and their final gradient, kept in ``pos_buf``) before any
-write, 2./3. one pass treating every logit as background ``y'_0 = eps / 2`` (loss and gradient),
-then the positives' gradients put in place. No row statistics: one read, one write.
+Sparse targets cost O(nnz) on top of one pass over the logits: 1. the positives' own terms
+(their loss, and their final gradient, kept in ``pos_buf``) before any write, 2./3. one pass
+treating every logit as background ``y'_0 = eps / 2`` (the gradient of every logit, the loss of
+every logit but the positives: each lane walks the row's sorted positives alongside its columns;
+subtracting a confident positive's background term afterwards would cancel), then the positives'
+gradients put in place. No row statistics: one read, one write.
 """
 from numba import cuda
 
@@ -45,6 +47,16 @@ def make_kernels(element):
         if want_grad:
             grad[row, j] = scale_x * w * gj
         return float(w * lj)
+
+    @device
+    def unless_positive(contribution, j, indices, kp, k1):
+        """``(contribution, kp)``, the contribution 0.0 if column ``j`` is a positive;
+        ``kp`` walks the row's sorted positives ``indices[kp:k1]`` (j increasing per lane)."""
+        while kp < k1 and indices[kp] < j:
+            kp += 1
+        if kp < k1 and indices[kp] == j:
+            return 0.0, kp
+        return contribution, kp
 
     @device
     def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, pos_weight,
@@ -108,7 +120,7 @@ def make_kernels(element):
         keep = _math.cast_like(like, 1.0 - eps)
         zero = _math.cast_like(like, 0.0)
         scale = sw * grad_scale
-        # 2. the positives' corrections, before any write (logits may alias grad)
+        # 2. the positives' own terms, before any write (logits may alias grad)
         acc = 0.0
         for k in range(k0 + lane, k1, group_threads):
             c = indices[k]
@@ -116,35 +128,44 @@ def make_kernels(element):
             y = keep * _math.cast_like(like, values[k] if has_values else 1.0) + y0
             pw = _math.cast_like(like, pos_weight[c]) if has_pw else pw0
             l_pos, g_pos = element(x, y, pw, gamma, gamma_neg, clip, alpha)
-            l_bg, g_bg = element(x, y0, pw, gamma, gamma_neg, clip, alpha)
             w = class_weight[c] if has_cw else 1.0
-            acc += w * (float(l_pos) - float(l_bg))
+            acc += w * float(l_pos)
             pos_buf[k] = scale * w * float(g_pos)
         cuda.syncthreads()
-        # 2./3. the background pass: every logit as y'_0, gradient written once
+        # 2./3. the background pass: every logit as y'_0, gradient written once, the loss
+        # of every logit but the positives
         use_pw = has_pw and eps > 0.0
         scale_x = _math.cast_like(like, scale)
         g = group_threads
+        kp = k0
         for j in range(lane, n_cols, 4 * g):        # LOADS_IN_FLIGHT (4) logits loaded
             j1 = j + g                               # before the first is used
             j2 = j + 2 * g
             j3 = j + 3 * g
             x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)
-            acc += target_element(x0, y0, j, row, class_weight, has_cw, pos_weight, use_pw, pw0,
-                                  zero, y0, gamma, gamma_neg, clip, alpha, grad, want_grad,
-                                  scale_x, one)
+            c, kp = unless_positive(
+                target_element(x0, y0, j, row, class_weight, has_cw, pos_weight, use_pw, pw0,
+                               zero, y0, gamma, gamma_neg, clip, alpha, grad, want_grad,
+                               scale_x, one), j, indices, kp, k1)
+            acc += c
             if j1 < n_cols:
-                acc += target_element(x1, y0, j1, row, class_weight, has_cw, pos_weight, use_pw,
-                                      pw0, zero, y0, gamma, gamma_neg, clip, alpha, grad,
-                                      want_grad, scale_x, one)
+                c, kp = unless_positive(
+                    target_element(x1, y0, j1, row, class_weight, has_cw, pos_weight, use_pw,
+                                   pw0, zero, y0, gamma, gamma_neg, clip, alpha, grad,
+                                   want_grad, scale_x, one), j1, indices, kp, k1)
+                acc += c
             if j2 < n_cols:
-                acc += target_element(x2, y0, j2, row, class_weight, has_cw, pos_weight, use_pw,
-                                      pw0, zero, y0, gamma, gamma_neg, clip, alpha, grad,
-                                      want_grad, scale_x, one)
+                c, kp = unless_positive(
+                    target_element(x2, y0, j2, row, class_weight, has_cw, pos_weight, use_pw,
+                                   pw0, zero, y0, gamma, gamma_neg, clip, alpha, grad,
+                                   want_grad, scale_x, one), j2, indices, kp, k1)
+                acc += c
             if j3 < n_cols:
-                acc += target_element(x3, y0, j3, row, class_weight, has_cw, pos_weight, use_pw,
-                                      pw0, zero, y0, gamma, gamma_neg, clip, alpha, grad,
-                                      want_grad, scale_x, one)
+                c, kp = unless_positive(
+                    target_element(x3, y0, j3, row, class_weight, has_cw, pos_weight, use_pw,
+                                   pw0, zero, y0, gamma, gamma_neg, clip, alpha, grad,
+                                   want_grad, scale_x, one), j3, indices, kp, k1)
+                acc += c
         total, _, _ = group_sums(acc, 0.0, 0.0, group_threads, shared, scratch)
         if want_grad:
             for k in range(k0 + lane, k1, group_threads):
