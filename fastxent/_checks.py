@@ -185,13 +185,39 @@ def dense_targets(value: np.ndarray, n_rows: int, n_classes: int) -> np.ndarray:
                          f"dense targets, got {value.shape}")
     if value.dtype.kind == "b":
         value = value.view(np.uint8)
+    elif value.dtype.kind == "f" and value.dtype not in (np.float32, np.float64):
+        # float16 exactly as float32, long double rounded to float64 (compiled kernels
+        # read these two)
+        value = value.astype(np.float32 if value.dtype.itemsize < 4 else np.float64)
     value = _native(value)
     _unit_dense(value, "targets")
     return np.ascontiguousarray(value)
 
 
+def _still_canonical(ml: MultiLabel, n_classes: int) -> bool:
+    """Whether a MultiLabel's arrays still form the sorted CSR it was validated as (it borrows
+    a caller's canonical arrays without a copy: a later change to them would send the kernels
+    outside the row). O(N + nnz), next to the kernels' O(N C)."""
+    indptr, indices = ml.indptr, ml.indices
+    nnz = indices.shape[0]
+    if indptr[0] != 0 or indptr[-1] != nnz or (indptr.shape[0] > 1 and np.diff(indptr).min() < 0):
+        return False
+    if nnz and (indices.min() < 0 or indices.max() >= n_classes):
+        return False
+    if nnz > 1:
+        step = np.diff(indices) > 0
+        starts = indptr[1:-1]
+        step[starts[(starts > 0) & (starts < nnz)] - 1] = True      # row boundaries
+        return bool(step.all())
+    return True
+
+
 def sparse_targets(value: Any, n_rows: int, n_classes: int, unit_values: bool):
     ml = as_multilabel(value, n_classes, n_rows=n_rows)
+    if ml is not None and not _still_canonical(ml, n_classes):
+        raise ValueError("targets: the MultiLabel's indptr/indices no longer form the sorted CSR "
+                         "it was built from (an array it shares with the caller was modified "
+                         "afterwards); build a new MultiLabel, or build it with copy=True")
     if ml is not None and unit_values and ml.values is not None and ml.values.size \
             and ml.values.max() > 1:
         raise ValueError(f"targets: sparse target values must be in [0, 1] for the sigmoid "
@@ -204,6 +230,10 @@ def class_index_targets(arr: np.ndarray, n_rows: int, n_classes: int, ignore_ind
     if arr.ndim != 1 or arr.shape[0] != n_rows:
         raise ValueError(f"targets as class indices must have shape ({n_rows},), got "
                          f"{arr.shape}; pass [N, C] probabilities for dense targets")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        row = int(np.argmax(arr))                # would wrap around when cast to int64
+        raise ValueError(f"targets: row {row} has class index {int(arr[row])}, outside "
+                         f"[0, {n_classes})")
     labels = arr.astype(np.int64, copy=False)
     valid = labels != ignore_index
     bad = valid & ((labels < 0) | (labels >= n_classes))

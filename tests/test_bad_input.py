@@ -302,10 +302,14 @@ def test_labels_out_of_range(no_kernel, name, backend, label, ignore_index, dtyp
 
 
 @pytest.mark.parametrize("name", SOFTMAX)
-def test_labels_uint64_above_int64(no_kernel, name, backend):
-    labels = np.array([0, 1, 2**63 + 1, 2], dtype=np.uint64)
-    rejects(no_kernel, FUNCS[name], make_logits(), labels, ValueError, "targets",
-            backend=backend)
+@pytest.mark.parametrize("label", [2**63 + 1, 2**64 - 100])
+def test_labels_uint64_above_int64(no_kernel, name, backend, label):
+    """A uint64 label above int64's range is out of range, named with its own value (2**64 -
+    100 used to wrap to -100, the default ignore_index: a silently ignored row)."""
+    labels = np.array([0, 1, label, 2], dtype=np.uint64)
+    info = rejects(no_kernel, FUNCS[name], make_logits(), labels, ValueError, "targets",
+                   backend=backend)
+    assert f"row 2 has class index {label}," in str(info.value)
 
 
 @pytest.mark.parametrize("name", SOFTMAX)
@@ -328,6 +332,28 @@ _BAD_CSR = {
     "duplicate in a row": ([0, 2, 2, 3, 3], [1, 1, 2], "indices"),
     "duplicate in an unsorted row": ([0, 3, 3, 3, 3], [3, 1, 3], "indices"),
 }
+
+
+@pytest.mark.parametrize("change", ["index >= C", "index negative", "row unsorted",
+                                    "indptr decreasing"])
+def test_multilabel_arrays_changed_after_construction(no_kernel, name, backend, change):
+    """MultiLabel borrows a caller's canonical arrays without a copy; if the caller changes
+    them afterwards (documented as not to be done), every call re-checks the O(N + nnz) CSR
+    and refuses it, instead of the kernels writing outside the row."""
+    indptr = np.array([0, 2, 3, 5, 5], dtype=np.int64)
+    indices = np.array([1, 3, 0, 2, 4], dtype=np.int64)
+    y = MultiLabel(indptr, indices, C)
+    assert np.shares_memory(y.indices, indices)
+    if change == "index >= C":
+        indices[1] = C + 3
+    elif change == "index negative":
+        indices[2] = -1
+    elif change == "row unsorted":
+        indices[0], indices[1] = 3, 1
+    else:
+        indptr[1], indptr[2] = 3, 2
+    rejects(no_kernel, FUNCS[name], make_logits(), y, ValueError, "targets.*MultiLabel",
+            return_grad=True, backend=backend)
 
 
 @pytest.mark.parametrize("case", sorted(_BAD_CSR))
@@ -977,6 +1003,16 @@ def test_bool_and_int_dense_targets_accepted(name, backend):
     c = FUNCS[name](x, y.astype(np.int8), reduction="none", backend=backend)
     np.testing.assert_allclose(a, b, rtol=1e-12)
     np.testing.assert_allclose(c, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+def test_float16_and_long_double_dense_targets_accepted(name, backend, dtype):
+    """Dense targets of another float type are read as float32 (float16: exactly) or float64
+    (long double: rounded); they crashed the Numba kernels before."""
+    y = valid_dense(N, C, np.float64).astype(dtype)
+    got = FUNCS[name](make_logits(), y, reduction="none", backend=backend)
+    want = FUNCS[name](make_logits(), y.astype(np.float64), reduction="none", backend=backend)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
 def test_inputs_untouched_by_valid_calls(name, backend):
