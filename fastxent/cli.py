@@ -790,17 +790,42 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text):
+    value = float(text)
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _sweep_values(text):
+    """``V1,V2,...``: numbers > 0 (integers stay integers)."""
+    values = []
+    for item in text.split(","):
+        value = float(item)
+        if not (value > 0 and value < float("inf")):
+            raise argparse.ArgumentTypeError(f"values must be finite numbers > 0, got {item}")
+        values.append(int(value) if value.is_integer() else value)
+    return values
+
+
 def _add_batch_options(parser, rows, classes):
     parser.add_argument("--rows", type=_positive_int, default=rows,
                         help=f"rows N of the synthetic batch (default {rows})")
     parser.add_argument("--classes", type=_positive_int, default=classes,
                         help=f"classes C (default {classes})")
-    parser.add_argument("--positives", type=float, default=5.0,
+    parser.add_argument("--positives", type=_non_negative_float, default=5.0,
                         help="mean positives per row (default 5)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="threads for numba and torch (default: numba's default)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_non_negative_int, default=0)
 
 
 def build_parser():
@@ -841,9 +866,7 @@ def build_parser():
                        help="repeat the run over several values of this quantity (the others "
                        "fixed): classes 2**10..2**20, rows 64..4096, positives 1..64, threads "
                        "1..NUMBA_NUM_THREADS (fewer with --quick)")
-    bench.add_argument("--values", type=lambda text: [int(float(v)) if float(v).is_integer()
-                                                      else float(v) for v in text.split(",")],
-                       default=None, metavar="V1,V2,...",
+    bench.add_argument("--values", type=_sweep_values, default=None, metavar="V1,V2,...",
                        help="the values of --sweep (e.g. 1024,65536,1048576)")
     bench.add_argument("--json", action="store_true",
                        help="print a JSON list of measurements on stdout (progress on stderr)")

@@ -80,10 +80,17 @@ def test_info():
 def test_bad_arguments_exit_with_usage_errors():
     for args in (["demo", "--rows", "0"], ["bench", "--dtype", "int8"], ["nope"], [],
                  ["bench", "--sweep", "nope"], ["bench", "--device", "tpu"],
-                 ["bench", "--plot-metric", "nope"]):
+                 ["bench", "--plot-metric", "nope"],
+                 ["demo", "--rows", "4", "--classes", "10", "--positives", "-1"],
+                 ["demo", "--rows", "4", "--classes", "10", "--positives", "nan"],
+                 ["demo", "--rows", "4", "--classes", "10", "--seed", "-1"],
+                 ["bench", "--rows", "2", "--classes", "8", "--sweep", "classes", "--values",
+                  "0"],
+                 ["bench", "--rows", "2", "--classes", "8", "--sweep", "classes", "--values",
+                  "4,-8"]):
         proc = run_cli(*args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
-        assert "usage" in proc.stderr
+        assert "usage" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_threads_out_of_range_is_refused(capsys):
