@@ -56,6 +56,30 @@ _KERNEL_DTYPES = (torch.float32, torch.float64)
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
+class _FirstDerivativeOnly(torch.autograd.Function):
+    """Identity whose own derivative raises: what a gradient taken with ``create_graph=True``
+    passes through, so that differentiating it again (a gradient penalty, a Hessian-vector
+    product) fails loudly instead of silently contributing nothing."""
+
+    @staticmethod
+    def forward(ctx, grad):  # noqa: D401 - torch API
+        return grad.view_as(grad)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        raise RuntimeError("fastxent's losses have first derivatives only: the gradient was "
+                           "computed in the forward pass and cannot be differentiated again "
+                           "(create_graph=True, double backward); use torch.nn.functional's "
+                           "losses where second derivatives are needed")
+
+
+def _first_derivative_only(grad: torch.Tensor) -> torch.Tensor:
+    if not torch.is_grad_enabled():          # a plain backward: no graph is built
+        return grad
+    leaf = grad.detach().requires_grad_(True)
+    return _FirstDerivativeOnly.apply(leaf)
+
+
 class _FusedLoss(torch.autograd.Function):
     """Loss whose gradient was computed in the forward pass; backward scales it."""
 
@@ -70,11 +94,11 @@ class _FusedLoss(torch.autograd.Function):
         (grad,) = ctx.saved_tensors
         if grad_output.dim() == 0:
             if grad_output.device.type == "cpu" and float(grad_output) == 1.0:
-                return grad, None          # loss.backward(): no multiply, no copy
-            return grad * grad_output.to(grad.dtype), None
+                return _first_derivative_only(grad), None   # no multiply, no copy
+            return _first_derivative_only(grad * grad_output.to(grad.dtype)), None
         if grad_output.dim() == 1 and grad.dim() == 2:    # per-row losses: scale row i
-            return grad * grad_output.to(grad.dtype).unsqueeze(1), None
-        return grad * grad_output.to(grad.dtype), None    # element losses [N, C]
+            return _first_derivative_only(grad * grad_output.to(grad.dtype).unsqueeze(1)), None
+        return _first_derivative_only(grad * grad_output.to(grad.dtype)), None  # [N, C]
 
 
 # ------------------------------------------------------------------------------------------
@@ -131,6 +155,9 @@ def _host(tensor: Any) -> Any:
 
 def _sparse_tensor_to_multilabel(target: torch.Tensor, n_classes: int) -> MultiLabel:
     t = target.detach().cpu()
+    if t.dim() != 2 or t.shape[1] != n_classes:
+        raise ValueError(f"target: a sparse target must be [N, C] = [N, {n_classes}] like the "
+                         f"logits, got shape {tuple(t.shape)}")
     if t.layout == torch.sparse_coo:
         t = t.coalesce()          # sorted by (row, column), duplicates summed
         rows, cols = t.indices()[0].numpy(), t.indices()[1].numpy()
@@ -142,8 +169,6 @@ def _sparse_tensor_to_multilabel(target: torch.Tensor, n_classes: int) -> MultiL
     else:
         raise TypeError(f"sparse target layout {t.layout} is not supported; convert it with "
                         f".to_sparse_csr()")
-    if t.dim() != 2:
-        raise ValueError(f"a sparse target must be [N, C], got shape {tuple(t.shape)}")
     values = t.values()
     values = None if bool(torch.all(values == 1)) else _host(values)
     return MultiLabel(indptr, indices, n_classes, values)

@@ -284,6 +284,27 @@ def test_errors_are_clear():
                                             pos_weight=torch.ones(5))
     with pytest.raises(TypeError, match="float16, bfloat16, float32 or float64"):
         ft.cross_entropy(torch.zeros(2, 3, dtype=torch.int32), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"sparse target must be \[N, C\] = \[N, 5\]"):
+        ft.binary_cross_entropy_with_logits(x, torch.zeros(7, 8).to_sparse())   # C + 3
+    with pytest.raises(ValueError, match="sparse target must be"):
+        ft.binary_cross_entropy_with_logits(x, torch.zeros(7).to_sparse())       # 1-D
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "binary_cross_entropy_with_logits"])
+def test_second_derivative_raises_first_with_create_graph_is_exact(name):
+    """The gradient comes from the forward pass: with create_graph=True it is still the exact
+    first derivative (equal to PyTorch's), and differentiating it again raises instead of
+    silently contributing nothing (a gradient penalty would otherwise be dropped)."""
+    x, labels, multi_hot, _ = _data()
+    target = labels if name == "cross_entropy" else multi_hot
+    ours = getattr(ft, name)
+    theirs = getattr(torch.nn.functional, name)
+    x = x.detach().double().requires_grad_(True)
+    (g,) = torch.autograd.grad(ours(x, target), x, create_graph=True)
+    (g_ref,) = torch.autograd.grad(theirs(x, target), x, create_graph=True)
+    torch.testing.assert_close(g.detach(), g_ref.detach(), rtol=1e-12, atol=1e-14)
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        (g ** 2).sum().backward()
 
 
 def test_cuda_tensor_without_cuda_backend_raises():
