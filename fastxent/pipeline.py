@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from . import api
+from . import _checks, api
 from .targets import MultiLabel, as_multilabel
 
 __all__ = ["LossAccumulator", "evaluate_chunked"]
@@ -259,6 +259,15 @@ def evaluate_chunked(loss: Union[str, Callable], logits: Any, targets: Any, *,
             raise ValueError(f"grad_out must be a C-contiguous array of shape {(n, c)} and dtype "
                              f"{dtype} (e.g. np.lib.format.open_memmap(path, mode='w+', "
                              f"dtype=..., shape=...))")
+        else:
+            # the whole buffer against the whole inputs: chunk k's gradient must not land on
+            # logits (or targets, weights) that a later chunk reads
+            others = [("targets", targets), ("sample_weight", sample_weight)]
+            others += [(key, value) for key, value in options.items()]
+            if isinstance(targets, MultiLabel):
+                others += [("targets", targets.indptr), ("targets", targets.indices),
+                           ("targets", targets.values)]
+            _checks.grad_buffer(grad_out, logits, np.asarray(logits), others)
     elif grad_out is not None:
         raise ValueError("grad_out is only written with return_grad=True; "
                          "pass return_grad=True")

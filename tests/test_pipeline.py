@@ -181,6 +181,31 @@ def test_evaluate_chunked_rejects_bad_arguments():
                                   chunk_rows=0)
 
 
+def test_evaluate_chunked_grad_out_overlap():
+    """grad_out is checked whole against the whole inputs, as by the plain API: a buffer one
+    row ahead of the logits (chunk k's gradient would overwrite chunk k + 1's logits before they
+    are read) or over the dense targets is refused; grad_out = logits (in place) is exact."""
+    rng = np.random.default_rng(0)
+    buf = rng.standard_normal((7, 5))
+    labels = rng.integers(0, 5, 6)
+    logits = buf[:-1]
+    with pytest.raises(ValueError, match="grad_out partially overlaps logits"):
+        fastxent.evaluate_chunked("softmax_cross_entropy", logits, labels, reduction="sum",
+                                  return_grad=True, grad_out=buf[1:], chunk_rows=1)
+    dense = rng.uniform(0.0, 1.0, (6, 5))
+    with pytest.raises(ValueError, match="grad_out overlaps targets"):
+        fastxent.evaluate_chunked("sigmoid_binary_cross_entropy", logits, dense,
+                                  return_grad=True, grad_out=dense, chunk_rows=2)
+    want_loss, want_grad = fastxent.softmax_cross_entropy(logits.copy(), labels, reduction="sum",
+                                                          return_grad=True)
+    x = logits.copy()
+    loss, grad = fastxent.evaluate_chunked("softmax_cross_entropy", x, labels, reduction="sum",
+                                           return_grad=True, grad_out=x, chunk_rows=1)
+    assert grad is x
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-15)
+
+
 # ============================================================================================
 # docs/integrations.md: every Python block runs (blocks needing a missing extra are skipped)
 # ============================================================================================
