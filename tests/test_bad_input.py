@@ -873,8 +873,10 @@ def test_byte_swapped_inputs(name, backend, form, dtype):
     got = _call(name, swapped(x), y_swapped, reduction="none", return_grad=True,
                 backend=backend, **{k: swapped(v) for k, v in weights.items()})
     assert got[1].dtype == np.dtype(dtype) and got[1].dtype.isnative
-    np.testing.assert_array_equal(got[0], expected[0])
-    np.testing.assert_array_equal(got[1], expected[1])
+    # (to the contract's tolerances, not bit for bit: the converted copies may sit at another
+    # offset in a cache line, which moves where the float32 vector sums split)
+    assert_loss_close(got[0], expected[0], dtype)
+    assert_grad_close(got[1], expected[1], dtype)
 
 
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean", "batchmean"])

@@ -12,8 +12,9 @@ Sparse targets cost O(nnz) on top of one pass over the logits: phase 2 computes 
 own terms (their loss, and their final gradient, kept in ``pos_buf``); phase 3 treats every logit
 as a background element ``y'_0 = eps / 2``, writes the gradient once and sums the loss of every
 logit but the positives (their terms are set to 0 in the block buffer before its sum: subtracting
-them afterwards would cancel); then the positives' gradients are put in place. Without smoothing (``y'_0 = 0``) and without
-probability shifting (focal ``clip = 0``) the background uses the closed forms
+them afterwards would cancel); then the positives' gradients are put in place. Without
+smoothing (``y'_0 = 0``) and without probability shifting (focal ``clip = 0``) the background
+uses the closed forms
 ``bce_negative_term`` / ``focal_negative_term`` (no exponent branch, no division: 4x faster for
 focal; ``focal_negative_term_sq`` when ``gamma_neg = 2``, without the second exp), as the Numba
 backend does. Block sums go through ``_rows.lane_sum`` (vectorised).

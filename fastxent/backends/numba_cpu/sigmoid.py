@@ -10,9 +10,10 @@ Sparse targets cost O(nnz) on top of one pass over the logits: phase 2 computes 
 own terms (their loss, and their final gradient, kept in ``pos_buf``); phase 3 treats every logit
 as a background element ``y'_0 = eps / 2``, writes the gradient once and sums the loss of every
 logit but the positives (the blocks holding positives keep their terms and leave the positives'
-out: subtracting them afterwards would cancel); then the positives' gradients are put in place. Without smoothing and without probability
-shifting the background uses the closed forms ``_math.bce_negative_term`` /
-``focal_negative_term`` (``focal_negative_term_sq`` when ``gamma_neg = 2``: no second exp).
+out: subtracting them afterwards would cancel); then the positives' gradients are put in place.
+Without smoothing and without probability shifting the background uses the closed forms
+``_math.bce_negative_term`` / ``focal_negative_term`` (``focal_negative_term_sq`` when
+``gamma_neg = 2``: no second exp).
 Phases: 1. (no row statistics), 2. loss, 3. gradient.
 """
 from numba import njit, prange, types
