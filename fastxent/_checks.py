@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _config
-from .targets import MultiLabel, as_multilabel
+from .targets import MultiLabel, as_multilabel, rows_strictly_increasing
 
 _EMPTY = np.empty(0, dtype=np.float64)
 
@@ -204,12 +204,7 @@ def _still_canonical(ml: MultiLabel, n_classes: int) -> bool:
         return False
     if nnz and (indices.min() < 0 or indices.max() >= n_classes):
         return False
-    if nnz > 1:
-        step = np.diff(indices) > 0
-        starts = indptr[1:-1]
-        step[starts[(starts > 0) & (starts < nnz)] - 1] = True      # row boundaries
-        return bool(step.all())
-    return True
+    return rows_strictly_increasing(indptr, indices)
 
 
 def sparse_targets(value: Any, n_rows: int, n_classes: int, unit_values: bool):

@@ -171,6 +171,18 @@ def _check_compressed(matrix) -> None:
         raise ValueError(f"targets: the sparse matrix's indices must be in [0, {minor})")
 
 
+def rows_strictly_increasing(indptr: np.ndarray, indices: np.ndarray) -> bool:
+    """Whether the class ids rise strictly within every row of a CSR (sorted, no duplicate);
+    they may fall at row boundaries. O(nnz)."""
+    nnz = indices.shape[0]
+    if nnz < 2:
+        return True
+    rising = np.diff(indices) > 0
+    starts = indptr[1:-1]
+    rising[starts[(starts > 0) & (starts < nnz)] - 1] = True      # row boundaries
+    return bool(rising.all())
+
+
 class MultiLabel:
     """Positive labels per row, in validated canonical CSR form.
 
@@ -265,13 +277,8 @@ class MultiLabel:
                     f"class ids are 0-based and must be < n_classes"
                 )
 
-        if nnz > 1:
-            bad = np.diff(indices_a) <= 0
-            starts = indptr_a[1:-1]
-            starts = starts[(starts > 0) & (starts < nnz)]
-            bad[starts - 1] = False  # row boundaries may decrease
-            if bad.any():
-                indices_a, values_a = self._sort_rows(indptr_a, indices_a, values_a, n_classes)
+        if not rows_strictly_increasing(indptr_a, indices_a):
+            indices_a, values_a = self._sort_rows(indptr_a, indices_a, values_a, n_classes)
 
         if copy:
             indptr_a, indices_a = indptr_a.copy(), indices_a.copy()
