@@ -105,17 +105,9 @@ def _sigmoid_elements(logits: np.ndarray, targets: np.ndarray, pos_weight, retur
     x = np.ascontiguousarray(logits)
     y = np.ascontiguousarray(targets, dtype=x.dtype)
     q = np.asarray(pos_weight, dtype=x.dtype)
-    if q.ndim == 0:
-        pw, pw0 = np.empty(0, x.dtype), q[()]
-    elif q.shape == (x.shape[1],):
-        pw, pw0 = np.ascontiguousarray(q), x.dtype.type(1)
-    else:
+    if q.ndim != 0 and q.shape != (x.shape[1],):
         return None
-    loss = np.empty_like(x)
-    grad = np.empty_like(x) if return_grad else np.empty((1, 0), x.dtype)
-    if x.size:
-        _dispatch.kernels("numba").sigmoid_elements(x, y, pw, pw0, loss, grad, return_grad)
-    return loss, (grad if return_grad else None)
+    return _dispatch.kernels("numba").run_elements(x, y, q, return_grad)
 
 
 def _sigmoid_job(family, logits, targets, class_weight, sample_weight):

@@ -142,16 +142,34 @@ def row_stats_store(xr, buf):
     return m, s1
 
 
+#: Elements of padding on each side of a per-thread buffer's row (``thread_buffers``). A loop
+#: that writes one array and reads others is vectorised behind LLVM's address checks, which
+#: send it to its scalar form whenever two of its arrays start within a vector's bytes (64 to
+#: 256) of each other, overlapping or not. A buffer allocated right after another array (a
+#: class-weight vector, the logits) made a call run scalar: slower, and different in the last
+#: bit from the same call elsewhere in memory (seen as one call in ~1600 under threads).
+#: Padding inside the buffer's own allocation keeps every other array out of that range.
+GUARD = 64
+
+
+def thread_buffers(n_threads, width, dtype):
+    """Per-thread scratch rows for ``thread_row``: [n_threads, GUARD + width + GUARD]."""
+    return np.empty((n_threads, width + 2 * GUARD), dtype=dtype)
+
+
 @_jit
 def thread_row(row_bufs):
-    """The calling thread's row of ``row_bufs`` (an empty row if it has none)."""
+    """The calling thread's row of ``row_bufs`` (``thread_buffers``) without its padding (an
+    empty row if it has none)."""
     t = get_thread_id()
-    return row_bufs[t] if t < row_bufs.shape[0] else row_bufs[0, :0]
+    if t < row_bufs.shape[0] and row_bufs.shape[1] >= 2 * GUARD:
+        return row_bufs[t, GUARD:row_bufs.shape[1] - GUARD]
+    return row_bufs[0, :0]
 
 
 @njit(inline="always", **JIT_OPTIONS)
 def block_buffer(block_bufs):
-    """The calling thread's row of ``block_bufs`` ([threads, BLOCK]), or a new array of
+    """The calling thread's row of ``block_bufs`` (``thread_buffers(., BLOCK, .)``), or a new array of
     ``BLOCK`` elements if it has none. (Buffers come from the caller: an allocation per row
     inside a kernel measured 2-3x slower, each one faulting in freshly zeroed pages.)"""
     buf = thread_row(block_bufs)

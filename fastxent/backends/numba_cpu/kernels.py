@@ -5,17 +5,32 @@ import numpy as np
 
 from ... import _config
 
-from .sigmoid import sigmoid_dense, sigmoid_elements, sigmoid_sparse  # noqa: F401
+from .sigmoid import sigmoid_dense, sigmoid_elements, sigmoid_sparse
 from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
-from ._rows import BLOCK, row_buf_width
+from ._rows import BLOCK, GUARD, row_buf_width, thread_buffers
 from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
 
 
+_PADS = {}
+
+
+def _nothing(dtype, shape=(0,)):
+    """A zero-size array standing for an absent input (or an unwanted gradient). It points into
+    the middle of a private allocation of ``2 * GUARD`` elements: a fresh ``np.empty(0)`` is a
+    tiny allocation that may sit right below a buffer a kernel writes, and LLVM's address checks
+    (``_rows.GUARD``) then ran the loop in its scalar form."""
+    dtype = np.dtype(dtype)
+    pad = _PADS.get(dtype)
+    if pad is None:
+        pad = _PADS.setdefault(dtype, np.zeros(2 * GUARD, dtype=dtype))
+    return pad[GUARD:GUARD + 1][:0].reshape(shape)
+
+
 def _or_empty(arr, dtype=np.float64):
-    """``arr`` as ``dtype`` or an empty array. Per-class vectors read inside the element loops
-    come in the logits' dtype: a float64 vector next to float32 logits halves the vector width
-    LLVM picks for the whole loop."""
-    return np.empty(0, dtype=dtype) if arr is None else arr.astype(dtype, copy=False)
+    """``arr`` as ``dtype`` or an empty array (``_nothing``). Per-class vectors read inside the
+    element loops come in the logits' dtype: a float64 vector next to float32 logits halves
+    the vector width LLVM picks for the whole loop."""
+    return _nothing(dtype) if arr is None else arr.astype(dtype, copy=False)
 
 
 def run(job):
@@ -25,7 +40,7 @@ def run(job):
     if n_rows == 0:
         return row_loss
     want_grad = job.grad is not None
-    grad = job.grad if want_grad else np.empty((1, 0), dtype=logits.dtype)
+    grad = job.grad if want_grad else _nothing(logits.dtype, (1, 0))
     cw = _or_empty(job.class_weight, logits.dtype)
     sw = _or_empty(job.sample_weight)
     sparse = job.kind == "sparse"
@@ -41,16 +56,14 @@ def run(job):
         if sparse:
             cached = (want_grad and job.label_smoothing == 0.0
                       and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES)
-            row_bufs = np.empty((numba.get_num_threads(), row_buf_width(n_classes))
-                                if cached else (1, 0),
-                                dtype=logits.dtype)
+            row_bufs = (thread_buffers(numba.get_num_threads(), row_buf_width(n_classes),
+                                       logits.dtype) if cached else _nothing(logits.dtype, (1, 0)))
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
                                 row_loss, grad, want_grad, pos_buf, row_bufs)
         else:
             cached = want_grad and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES
-            row_bufs = np.empty((numba.get_num_threads(), row_buf_width(n_classes))
-                                if cached else (1, 0),
-                                dtype=logits.dtype)
+            row_bufs = (thread_buffers(numba.get_num_threads(), row_buf_width(n_classes),
+                                       logits.dtype) if cached else _nothing(logits.dtype, (1, 0)))
             softmax_xent_dense(logits, job.dense, cw, sw, options, row_loss, grad, want_grad,
                                row_bufs)
     elif family == "softmax_focal":
@@ -68,10 +81,24 @@ def run(job):
         pw = _or_empty(job.pos_weight, logits.dtype)
         options = (job.label_smoothing, job.grad_scale)
         if sparse:
-            block_bufs = np.empty((numba.get_num_threads(), BLOCK), dtype=logits.dtype)
+            block_bufs = thread_buffers(numba.get_num_threads(), BLOCK, logits.dtype)
             sigmoid_sparse(logits, job.indptr, job.indices, values, cw, pw, sw, options, params,
                            row_loss, grad, want_grad, pos_buf, block_bufs)
         else:
             sigmoid_dense(logits, job.dense, cw, pw, sw, options, params, row_loss, grad,
                           want_grad)
     return row_loss
+
+
+def run_elements(x, y, pos_weight, return_grad):
+    """Unreduced BCE with logits for ``fastxent.compat``: ``(loss [N, C], grad or None)``;
+    x, y: C-contiguous, one float dtype; pos_weight: a 0-d or [C] array in that dtype."""
+    if pos_weight.ndim == 0:
+        pw, pw0 = _nothing(x.dtype), pos_weight[()]
+    else:
+        pw, pw0 = np.ascontiguousarray(pos_weight), x.dtype.type(1)
+    loss = np.empty_like(x)
+    grad = np.empty_like(x) if return_grad else _nothing(x.dtype, (1, 0))
+    if x.size:
+        sigmoid_elements(x, y, pw, pw0, loss, grad, return_grad)
+    return loss, (grad if return_grad else None)

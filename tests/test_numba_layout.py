@@ -1,0 +1,117 @@
+"""The Numba CPU kernels give the same bits wherever their arrays sit in memory.
+
+LLVM guards each vectorised loop with address checks that fall back to the loop's scalar form
+when two of the loop's arrays start within a vector's bytes of each other, whether or not they
+overlap; the scalar form is slower and rounds some elements differently (last bit). Arrays that
+fastxent allocates itself (the zero-size stand-ins for absent inputs, the per-thread scratch
+rows) are laid out so that no other array can come that close (``_rows.GUARD``). Before, a
+stand-in allocated right below a scratch row sent one call in ~1600 of
+``test_threads.py`` to the scalar loop. Skipped where Numba is not installed.
+"""
+import numpy as np
+import pytest
+
+import fastxent
+from fastxent import MultiLabel
+
+pytest.importorskip("numba")
+if "numba" not in fastxent.available_backends():
+    pytest.skip("the Numba CPU backend is not available", allow_module_level=True)
+
+from fastxent.backends.numba_cpu import kernels  # noqa: E402
+from fastxent.backends.numba_cpu._rows import BLOCK, GUARD, thread_buffers  # noqa: E402
+from fastxent.backends.numba_cpu.sigmoid import sigmoid_sparse  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0,), (1, 0)])
+def test_absent_inputs_sit_inside_a_private_allocation(dtype, shape):
+    a = kernels._nothing(dtype, shape)
+    pad = kernels._PADS[np.dtype(dtype)]
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+    start = a.ctypes.data - pad.ctypes.data
+    assert start == GUARD * pad.itemsize                         # GUARD elements below ...
+    assert pad.nbytes - start == GUARD * pad.itemsize            # ... and above, all private
+    assert kernels._nothing(dtype, shape).ctypes.data == a.ctypes.data
+
+
+def _sparse_case(dtype):
+    rng = np.random.default_rng(5)
+    n, c = 24, 40
+    x = (3 * rng.standard_normal((n, c))).astype(dtype)
+    targets = MultiLabel.from_dense((rng.random((n, c)) < 0.1).astype(np.float64))
+    return x, targets.indptr.astype(np.int64), targets.indices.astype(np.int64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("params", [(2.0,), (2.0, 2.0, 0.0, 0.25)], ids=["bce", "focal"])
+def test_sparse_sigmoid_ignores_what_lies_below_its_scratch_rows(dtype, params):
+    """The regression: the class-weight stand-in ending right below the per-thread scratch
+    rows (as a fresh ``np.empty(0)`` could) must not change a bit of the result."""
+    fastxent.sigmoid_binary_cross_entropy(np.zeros((2, 3), dtype), np.zeros((2, 3)),
+                                          backend="numba")   # loads the threading layer
+    x, indptr, indices = _sparse_case(dtype)
+    n, c = x.shape
+    prm = tuple(dtype(p) for p in params)
+    threads = 2
+
+    def call(block_bufs, class_weight):
+        row_loss, grad = np.empty(n), np.empty_like(x)
+        sigmoid_sparse(x, indptr, indices, np.empty(0), class_weight, kernels._nothing(dtype),
+                       np.empty(0), (0.0, 1.0 / x.size), prm, row_loss, grad, True,
+                       np.empty(indices.size), block_bufs)
+        return row_loss, grad
+
+    want_loss, want_grad = call(thread_buffers(threads, BLOCK, dtype), kernels._nothing(dtype))
+    width = BLOCK + 2 * GUARD
+    arena = np.zeros(64 + threads * width, dtype=dtype)
+    block_bufs = arena[64:].reshape(threads, width)
+    assert block_bufs.flags.c_contiguous
+    for below in range(0, 17):                  # a stand-in 0 .. 16 elements below the rows
+        stand_in = arena[64 - below:64 - below + 1][:0]
+        assert stand_in.ctypes.data == block_bufs.ctypes.data - below * arena.itemsize
+        loss, grad = call(block_bufs, stand_in)
+        np.testing.assert_array_equal(loss, want_loss)
+        np.testing.assert_array_equal(grad, want_grad)
+
+
+FAMILIES = ["softmax_cross_entropy", "softmax_focal_loss", "sigmoid_binary_cross_entropy",
+            "sigmoid_focal_loss"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [40, 300])
+def test_caller_arrays_packed_together_give_the_same_bits(family, dtype, c):
+    """Logits, class weights, sample weights and grad_out cut one after another out of one
+    allocation, in several orders and offsets: results identical to separate allocations."""
+    rng = np.random.default_rng(c)
+    n = 7
+    x = (3 * rng.standard_normal((n, c))).astype(dtype)
+    cw = rng.uniform(0.5, 2.0, c).astype(dtype)
+    sw = rng.uniform(0.5, 2.0, n).astype(dtype)
+    targets = MultiLabel.from_dense((rng.random((n, c)) < 0.1).astype(np.float64))
+    f = getattr(fastxent, family)
+
+    def call(x, cw, sw, grad_out):
+        return f(x, targets, class_weight=cw, sample_weight=sw, reduction="none",
+                 return_grad=True, grad_out=grad_out, backend="numba")
+
+    want_loss, want_grad = call(x, cw, sw, None)
+    sizes = {"x": n * c, "cw": c, "sw": n, "g": n * c}
+    for order in (["x", "g", "cw", "sw"], ["cw", "g", "x", "sw"], ["sw", "cw", "x", "g"],
+                  ["x", "cw", "g", "sw"]):
+        for gap in (0, 1, 3):
+            arena = np.empty(sum(sizes.values()) + 4 * gap + 1, dtype=dtype)
+            views, at = {}, gap
+            for name in order:
+                views[name] = arena[at:at + sizes[name]]
+                at += sizes[name] + gap
+            views["x"][:] = x.ravel()
+            views["cw"][:] = cw
+            views["sw"][:] = sw
+            xv, gv = views["x"].reshape(n, c), views["g"].reshape(n, c)
+            loss, grad = call(xv, views["cw"], views["sw"], gv)
+            assert grad is gv
+            np.testing.assert_array_equal(loss, want_loss)
+            np.testing.assert_array_equal(grad, want_grad)
