@@ -169,8 +169,8 @@ def thread_row(row_bufs):
 
 @njit(inline="always", **JIT_OPTIONS)
 def block_buffer(block_bufs):
-    """The calling thread's row of ``block_bufs`` (``thread_buffers(., BLOCK, .)``), or a new array of
-    ``BLOCK`` elements if it has none. (Buffers come from the caller: an allocation per row
+    """The calling thread's row of ``block_bufs`` (``thread_buffers(., BLOCK, .)``), or a new
+    array of ``BLOCK`` elements if it has none. (Buffers come from the caller: an allocation per row
     inside a kernel measured 2-3x slower, each one faulting in freshly zeroed pages.)"""
     buf = thread_row(block_bufs)
     if buf.size < BLOCK:
