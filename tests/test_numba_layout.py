@@ -59,7 +59,7 @@ def test_sparse_sigmoid_ignores_what_lies_below_its_scratch_rows(dtype, params):
         row_loss, grad = np.empty(n), np.empty_like(x)
         sigmoid_sparse(x, indptr, indices, np.empty(0), class_weight, kernels._nothing(dtype),
                        np.empty(0), (0.0, 1.0 / x.size), prm, row_loss, grad, True,
-                       np.empty(indices.size), block_bufs)
+                       np.empty(indices.size), block_bufs, kernels._nothing(dtype, (1, 0)))
         return row_loss, grad
 
     want_loss, want_grad = call(thread_buffers(threads, BLOCK, dtype), kernels._nothing(dtype))
@@ -115,3 +115,35 @@ def test_caller_arrays_packed_together_give_the_same_bits(family, dtype, c):
             assert grad is gv
             np.testing.assert_array_equal(loss, want_loss)
             np.testing.assert_array_equal(grad, want_grad)
+
+
+@pytest.mark.parametrize("family, form", [(f, t) for f in FAMILIES
+                                          for t in ["multilabel", "dense", "index"]
+                                          if t != "index" or "softmax" in f])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cached_row_bytes", [None, 64])
+def test_in_place_gives_the_same_bits(family, form, dtype, cached_row_bytes, monkeypatch):
+    """grad_out=logits reads each row from a per-thread copy (``_rows.source_row``), so its
+    loops run vectorised like the out-of-place ones and give identical results; softmax CE's
+    cached gradient (and, with a tiny CACHED_ROW_BYTES, its two-pass one) included."""
+    if cached_row_bytes is not None:
+        monkeypatch.setattr(fastxent._config, "CACHED_ROW_BYTES", cached_row_bytes)
+    rng = np.random.default_rng(11)
+    n, c = 9, 700
+    x = (4 * rng.standard_normal((n, c))).astype(dtype)
+    positives = rng.random((n, c)) < 0.02
+    if form == "multilabel":
+        targets = MultiLabel.from_dense(positives.astype(np.float64))
+    elif form == "dense":
+        targets = positives / np.maximum(positives.sum(1, keepdims=True), 1) \
+            if "softmax" in family else positives.astype(np.float64)
+    else:
+        targets = rng.integers(0, c, n)
+    f = getattr(fastxent, family)
+    want_loss, want_grad = f(x, targets, reduction="none", return_grad=True, backend="numba")
+    x_in = x.copy()
+    loss, grad = f(x_in, targets, reduction="none", return_grad=True, grad_out=x_in,
+                   backend="numba")
+    assert grad is x_in
+    np.testing.assert_array_equal(loss, want_loss)
+    np.testing.assert_array_equal(grad, want_grad)

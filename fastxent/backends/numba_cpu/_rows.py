@@ -168,6 +168,24 @@ def thread_row(row_bufs):
 
 
 @njit(inline="always", **JIT_OPTIONS)
+def source_row(logits, i, copies):
+    """Row ``i`` of the logits for a row function to read: the row itself, or, when the
+    gradient is written in place (``copies`` from ``thread_buffers(., C, .)``), a copy of it in
+    the calling thread's row of ``copies``. Reading the logits where the gradient is written
+    made LLVM's address checks (``GUARD``) run every element loop in its scalar form: the
+    sigmoid family 8-10x slower in place. The copy costs one pass over a row in cache; the
+    row's one read from memory is the copy's."""
+    xr = logits[i]
+    buf = thread_row(copies)
+    if buf.size < xr.size:
+        return xr
+    row = buf[:xr.size]
+    for j in range(xr.size):
+        row[j] = xr[j]
+    return row
+
+
+@njit(inline="always", **JIT_OPTIONS)
 def block_buffer(block_bufs):
     """The calling thread's row of ``block_bufs`` (``thread_buffers(., BLOCK, .)``), or a new
     array of ``BLOCK`` elements if it has none. (Buffers come from the caller: an allocation per row
@@ -179,11 +197,16 @@ def block_buffer(block_bufs):
 
 
 @_jit
-def stream_scaled_row(gr, src, a):
+def stream_scaled_row(gr, src, a, cached):
     """``gr[j] = a * src[j]`` with non-temporal stores (``stream_scaled``) for the cache lines
-    ``gr`` covers whole, plain stores for the partial lines at either end."""
+    ``gr`` covers whole, plain stores for the partial lines at either end; plain stores only if
+    ``gr`` is ``cached`` (in place: the row was just read)."""
     wide_vectors()
     n = gr.size
+    if cached:
+        for j in range(n):
+            gr[j] = a * src[j]
+        return
     lanes = STREAM_BYTES // gr.itemsize
     head = min(n, (-address_of(gr)) % STREAM_BYTES // gr.itemsize)
     body = head + (n - head) // lanes * lanes

@@ -41,6 +41,15 @@ def run(job):
         return row_loss
     want_grad = job.grad is not None
     grad = job.grad if want_grad else _nothing(logits.dtype, (1, 0))
+    # in place (grad_out=logits; the checks refuse any other overlap) the row functions read
+    # a per-thread copy of each row (_rows.source_row); softmax CE's cached gradient needs none
+    in_place = want_grad and grad.ctypes.data == logits.ctypes.data
+
+    def copies(needed=True):
+        if in_place and needed:
+            return thread_buffers(numba.get_num_threads(), n_classes, logits.dtype)
+        return _nothing(logits.dtype, (1, 0))
+
     cw = _or_empty(job.class_weight, logits.dtype)
     sw = _or_empty(job.sample_weight)
     sparse = job.kind == "sparse"
@@ -59,20 +68,22 @@ def run(job):
             row_bufs = (thread_buffers(numba.get_num_threads(), row_buf_width(n_classes),
                                        logits.dtype) if cached else _nothing(logits.dtype, (1, 0)))
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
-                                row_loss, grad, want_grad, pos_buf, row_bufs)
+                                row_loss, grad, want_grad, pos_buf, row_bufs,
+                                copies(not cached))
         else:
             cached = want_grad and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES
             row_bufs = (thread_buffers(numba.get_num_threads(), row_buf_width(n_classes),
                                        logits.dtype) if cached else _nothing(logits.dtype, (1, 0)))
             softmax_xent_dense(logits, job.dense, cw, sw, options, row_loss, grad, want_grad,
-                               row_bufs)
+                               row_bufs, copies(not cached))
     elif family == "softmax_focal":
         options = (job.label_smoothing, job.gamma, job.grad_scale)
         if sparse:
             softmax_focal_sparse(logits, job.indptr, job.indices, values, cw, sw, options,
-                                 row_loss, grad, want_grad, pos_buf)
+                                 row_loss, grad, want_grad, pos_buf, copies())
         else:
-            softmax_focal_dense(logits, job.dense, cw, sw, options, row_loss, grad, want_grad)
+            softmax_focal_dense(logits, job.dense, cw, sw, options, row_loss, grad, want_grad,
+                                copies())
     else:
         if family == "sigmoid_bce":
             params = (job.pos_weight_scalar,)
@@ -83,10 +94,10 @@ def run(job):
         if sparse:
             block_bufs = thread_buffers(numba.get_num_threads(), BLOCK, logits.dtype)
             sigmoid_sparse(logits, job.indptr, job.indices, values, cw, pw, sw, options, params,
-                           row_loss, grad, want_grad, pos_buf, block_bufs)
+                           row_loss, grad, want_grad, pos_buf, block_bufs, copies())
         else:
             sigmoid_dense(logits, job.dense, cw, pw, sw, options, params, row_loss, grad,
-                          want_grad)
+                          want_grad, copies())
     return row_loss
 
 

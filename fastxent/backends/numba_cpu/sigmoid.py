@@ -21,7 +21,7 @@ from numba.extending import overload
 
 from ... import _math
 from ._primitives import JIT_OPTIONS, wide_vectors
-from ._rows import BLOCK, block_buffer, prefetch_ahead
+from ._rows import BLOCK, block_buffer, prefetch_ahead, source_row
 
 
 def element(x, y, class_pos_weight, params):
@@ -310,10 +310,10 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, pos_weight, has_pw, s
 
 @njit(parallel=True, **JIT_OPTIONS)
 def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight,
-                   options, params, row_loss, grad, want_grad, pos_buf, block_bufs):
+                   options, params, row_loss, grad, want_grad, pos_buf, block_bufs, copies):
     """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0]);
-    block_bufs: [threads, BLOCK] in the logits' dtype (``block_buffer``); indices sorted within
-    each row."""
+    block_bufs: ``thread_buffers(threads, BLOCK)`` in the logits' dtype (``block_buffer``);
+    copies: ``_rows.source_row``; indices sorted within each row."""
     wide_vectors()
     has_values = values.size > 0
     has_cw = class_weight.size > 0
@@ -322,7 +322,7 @@ def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sa
     for i in prange(logits.shape[0]):
         k0 = indptr[i]
         k1 = indptr[i + 1]
-        row_loss[i] = sparse_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
+        row_loss[i] = sparse_row(source_row(logits, i, copies), grad[i] if want_grad else grad[0], want_grad,
                                  indices[k0:k1], values[k0:k1] if has_values else values,
                                  has_values, class_weight, has_cw, pos_weight, has_pw,
                                  sample_weight[i] if has_sw else 1.0, options, params,
@@ -331,14 +331,15 @@ def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sa
 
 @njit(parallel=True, **JIT_OPTIONS)
 def sigmoid_dense(logits, targets, class_weight, pos_weight, sample_weight, options, params,
-                  row_loss, grad, want_grad):
-    """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0])."""
+                  row_loss, grad, want_grad, copies):
+    """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0]);
+    copies: ``_rows.source_row``."""
     wide_vectors()
     has_cw = class_weight.size > 0
     has_pw = pos_weight.size > 0
     has_sw = sample_weight.size > 0
     for i in prange(logits.shape[0]):
-        row_loss[i] = dense_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
+        row_loss[i] = dense_row(source_row(logits, i, copies), grad[i] if want_grad else grad[0], want_grad,
                                 targets[i], class_weight, has_cw, pos_weight, has_pw,
                                 sample_weight[i] if has_sw else 1.0, options, params)
 

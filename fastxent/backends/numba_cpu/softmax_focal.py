@@ -19,7 +19,7 @@ from numba import njit, prange
 
 from ... import _math
 from ._primitives import JIT_OPTIONS, wide_vectors
-from ._rows import BLOCK, argmax_of, row_stats
+from ._rows import BLOCK, argmax_of, row_stats, source_row
 
 
 @njit(**JIT_OPTIONS)
@@ -175,8 +175,9 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
 
 @njit(parallel=True, **JIT_OPTIONS)
 def softmax_focal_sparse(logits, indptr, indices, values, class_weight, sample_weight, options,
-                         row_loss, grad, want_grad, pos_buf):
-    """options = (label_smoothing, gamma, grad_scale); class_weight already holds alpha_c w_c."""
+                         row_loss, grad, want_grad, pos_buf, copies):
+    """options = (label_smoothing, gamma, grad_scale); class_weight already holds alpha_c w_c;
+    copies: ``_rows.source_row``."""
     wide_vectors()
     has_values = values.size > 0
     has_cw = class_weight.size > 0
@@ -184,7 +185,7 @@ def softmax_focal_sparse(logits, indptr, indices, values, class_weight, sample_w
     for i in prange(logits.shape[0]):
         k0 = indptr[i]
         k1 = indptr[i + 1]
-        row_loss[i] = sparse_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
+        row_loss[i] = sparse_row(source_row(logits, i, copies), grad[i] if want_grad else grad[0], want_grad,
                                  indices[k0:k1], values[k0:k1] if has_values else values,
                                  has_values, class_weight, has_cw,
                                  sample_weight[i] if has_sw else 1.0, options, pos_buf[k0:k1])
@@ -192,12 +193,13 @@ def softmax_focal_sparse(logits, indptr, indices, values, class_weight, sample_w
 
 @njit(parallel=True, **JIT_OPTIONS)
 def softmax_focal_dense(logits, targets, class_weight, sample_weight, options, row_loss, grad,
-                        want_grad):
-    """options = (label_smoothing, gamma, grad_scale); class_weight already holds alpha_c w_c."""
+                        want_grad, copies):
+    """options = (label_smoothing, gamma, grad_scale); class_weight already holds alpha_c w_c;
+    copies: ``_rows.source_row``."""
     wide_vectors()
     has_cw = class_weight.size > 0
     has_sw = sample_weight.size > 0
     for i in prange(logits.shape[0]):
-        row_loss[i] = dense_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
+        row_loss[i] = dense_row(source_row(logits, i, copies), grad[i] if want_grad else grad[0], want_grad,
                                 targets[i], class_weight, has_cw,
                                 sample_weight[i] if has_sw else 1.0, options)

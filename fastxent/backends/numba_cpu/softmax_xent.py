@@ -20,9 +20,9 @@ import math
 from numba import njit, prange
 
 from ... import _math
-from ._primitives import JIT_OPTIONS, wide_vectors
+from ._primitives import JIT_OPTIONS, address_of, wide_vectors
 from ._rows import (BLOCK, argmax_of, row_buf_width, row_stats, row_stats_store, row_sum_gap,
-                    stream_scaled_row, thread_row, write_softmax_grad)
+                    source_row, stream_scaled_row, thread_row, write_softmax_grad)
 
 
 @njit(**JIT_OPTIONS)
@@ -128,7 +128,7 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
         pos_buf[k] = scale * exact_grad(pos_buf[k] + log_s, wy_sum - wy + 2.0 * z_loss * lse,
                                         wy)
     a = _math.cast_like(m, scale * (wy_sum + 2.0 * z_loss * lse) / s)
-    stream_scaled_row(gr, row_buf[:xr.size], a)
+    stream_scaled_row(gr, row_buf[:xr.size], a, address_of(gr) == address_of(xr))
     for k in range(cols.size):
         gr[cols[k]] = _math.cast_like(m, pos_buf[k])
     return loss
@@ -259,18 +259,20 @@ def cached_dense_row(xr, gr, yr, class_weight, has_cw, sw, options, row_buf):
             row_buf[j] = a * row_buf[j] - b - c1 * _math.cast_like(m, yr[j])
     if top >= 0:
         row_buf[top] = _math.cast_like(m, top_grad)
-    stream_scaled_row(gr, row_buf[:xr.size], _math.cast_like(m, 1.0))
+    stream_scaled_row(gr, row_buf[:xr.size], _math.cast_like(m, 1.0),
+                      address_of(gr) == address_of(xr))
     return loss
 
 
 @njit(parallel=True, **JIT_OPTIONS)
 def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_weight, options,
-                        row_loss, grad, want_grad, pos_buf, row_bufs):
+                        row_loss, grad, want_grad, pos_buf, row_bufs, copies):
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights, the longest row in
     bytes for the cached two-pass gradient (``_config.CACHED_ROW_BYTES``)). Absent optional
     arrays are empty; without a gradient, ``grad`` is an empty [1, 0] array. ``row_bufs`` has a
     row per thread for the cached gradient ([T, C], T = ``numba.get_num_threads()``), or is
-    empty ([1, 0]): then every row takes the one-read path."""
+    empty ([1, 0]): then every row takes the one-read path. ``copies``: see
+    ``_rows.source_row`` (in place), else empty [1, 0]."""
     wide_vectors()
     has_values = values.size > 0
     has_cw = class_weight.size > 0
@@ -278,7 +280,7 @@ def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_we
     for i in prange(logits.shape[0]):
         k0 = indptr[i]
         k1 = indptr[i + 1]
-        row_loss[i] = sparse_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
+        row_loss[i] = sparse_row(source_row(logits, i, copies), grad[i] if want_grad else grad[0], want_grad,
                                  indices[k0:k1], values[k0:k1] if has_values else values,
                                  has_values, class_weight, has_cw,
                                  sample_weight[i] if has_sw else 1.0, options, pos_buf[k0:k1],
@@ -287,14 +289,14 @@ def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_we
 
 @njit(parallel=True, **JIT_OPTIONS)
 def softmax_xent_dense(logits, targets, class_weight, sample_weight, options, row_loss, grad,
-                       want_grad, row_bufs):
+                       want_grad, row_bufs, copies):
     """options = (label_smoothing, z_loss, grad_scale, sum of class weights, cached row bytes);
-    ``row_bufs``: see ``softmax_xent_sparse``."""
+    ``row_bufs``, ``copies``: see ``softmax_xent_sparse``."""
     wide_vectors()
     has_cw = class_weight.size > 0
     has_sw = sample_weight.size > 0
     for i in prange(logits.shape[0]):
-        row_loss[i] = dense_row(logits[i], grad[i] if want_grad else grad[0], want_grad,
+        row_loss[i] = dense_row(source_row(logits, i, copies), grad[i] if want_grad else grad[0], want_grad,
                                 targets[i], class_weight, has_cw,
                                 sample_weight[i] if has_sw else 1.0, options,
                                 thread_row(row_bufs))
