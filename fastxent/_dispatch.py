@@ -45,6 +45,11 @@ def _disabled(name: str) -> str:
 
 
 def _probe(name: str) -> tuple[bool, str]:
+    if name == "numba":
+        from . import _threads
+
+        if _threads.numba_fork_problem():                 # in a forked child: not cached
+            return (False, _threads.numba_fork_problem())
     if name in _status:
         return _status[name]
     if name not in _BACKENDS:
@@ -79,9 +84,25 @@ def run(name: str, job):
     job.extra["n_threads"] = n_threads
     module = kernels(name)
     if name == "numba":
-        with _threads.numba_layer_guard(), _threads.numba_threads(n_threads):
-            return module.run(job)
+        return call_numba(module.run, job)
+    if name == "cython" and n_threads > 1:
+        _threads.note_pool_started()
     return module.run(job)
+
+
+def call_numba(function, *args):
+    """``function(*args)``, a call of Numba parallel kernels, on ``fastxent.get_num_threads()``
+    threads, serialised where Numba's threading layer needs it; records the layer's start (a
+    process forked after it cannot run them: ``_threads.numba_fork_problem``)."""
+    from . import _threads
+
+    with _threads.numba_layer_guard(), _threads.numba_threads(_threads.get_num_threads()):
+        result = function(*args)
+    if not _threads._started["numba_omp"]:
+        import numba
+
+        _threads.note_pool_started(numba.threading_layer())
+    return result
 
 
 def available_backends() -> dict[str, str]:

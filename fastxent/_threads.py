@@ -6,6 +6,16 @@ The count reaches the kernels as an argument: the Cython kernels take it directl
 ``num_threads``); for Numba, :func:`numba_threads` sets ``numba.set_num_threads`` in the calling
 thread only, right before the kernel, and restores the previous value after it. Nothing here
 changes Numba's global state, and this module never imports numba by itself.
+
+Forked processes: GNU OpenMP (the runtime of the Cython kernels and of Numba's ``omp`` threading
+layer) is not fork-safe. A process forked after an OpenMP thread pool started (a
+``multiprocessing`` pool or a PyTorch ``DataLoader`` worker started with "fork" after a call
+here) hangs in its next parallel region of more than one thread, and Numba's ``omp`` layer
+terminates such a process at its first parallel kernel. So this module records when fastxent
+starts a pool, and in a process forked after that (``os.register_at_fork``) the CPU kernels run
+on one thread (:func:`forked_after_openmp`) and the Numba backend is unavailable if its ``omp``
+layer had started (:func:`numba_fork_problem`): ``backend="auto"`` then takes the Cython
+kernels. Processes started with "spawn" or "forkserver" are not affected.
 """
 from __future__ import annotations
 
@@ -15,6 +25,46 @@ import threading
 
 _num_threads: int | None = None
 _local = threading.local()        # per-thread override set by ``num_threads(n)``
+
+#: OpenMP thread pools this process (or an ancestor it was forked from) started: "openmp" (any
+#: pool of more than one thread: Cython's or Numba's ``omp`` layer), "numba_omp" (Numba's).
+_started = {"openmp": False, "numba_omp": False}
+#: the same, as it stood when this process was forked (all False if it was not forked)
+_before_fork = {"openmp": False, "numba_omp": False}
+
+
+def _after_fork_in_child() -> None:
+    _before_fork.update(_started)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def note_pool_started(numba_layer: str | None = None) -> None:
+    """Record that a kernel ran on an OpenMP pool of more than one thread (Cython), or that a
+    Numba parallel kernel ran on the threading layer ``numba_layer``."""
+    if numba_layer is None:
+        _started["openmp"] = True
+    elif numba_layer == "omp":
+        _started["openmp"] = _started["numba_omp"] = True
+
+
+def forked_after_openmp() -> bool:
+    """Whether this process was forked from one whose OpenMP pool had started (then the CPU
+    kernels run on one thread: more would hang)."""
+    return _before_fork["openmp"]
+
+
+def numba_fork_problem() -> str:
+    """Why the Numba backend cannot run in this process ("" if it can)."""
+    if not _before_fork["numba_omp"]:
+        return ""
+    return ("this process was forked from one that had already run Numba's OpenMP threads, and "
+            "GNU OpenMP is not fork-safe (Numba would terminate this process); use "
+            "backend='auto' or 'cython' here, or start worker processes with the 'spawn' or "
+            "'forkserver' method, or set NUMBA_THREADING_LAYER=workqueue (or tbb) before the "
+            "first call")
 
 
 def _cores() -> int:
@@ -58,7 +108,10 @@ def set_num_threads(n_threads: int) -> None:
 
 def get_num_threads() -> int:
     """The number of threads the CPU kernels use in the calling thread: a ``num_threads(n)``
-    block of this thread, else :func:`set_num_threads`, else the default."""
+    block of this thread, else :func:`set_num_threads`, else the default; always 1 in a process
+    forked after an OpenMP pool had started (see the module's docstring)."""
+    if _before_fork["openmp"]:
+        return 1
     local = getattr(_local, "n_threads", None)
     if local is not None:
         return local

@@ -107,7 +107,7 @@ def _sigmoid_elements(logits: np.ndarray, targets: np.ndarray, pos_weight, retur
     q = np.asarray(pos_weight, dtype=x.dtype)
     if q.ndim != 0 and q.shape != (x.shape[1],):
         return None
-    return _dispatch.kernels("numba").run_elements(x, y, q, return_grad)
+    return _dispatch.call_numba(_dispatch.kernels("numba").run_elements, x, y, q, return_grad)
 
 
 def _sigmoid_job(family, logits, targets, class_weight, sample_weight):
