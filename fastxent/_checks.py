@@ -50,6 +50,29 @@ def reduction(value: Any) -> str:
     return value
 
 
+def no_masked_entries(value: Any, name: str) -> None:
+    """A masked array's masked entries hold ordinary numbers that would be computed with:
+    refuse them instead of silently using them."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        raise TypeError(f"{name} is a masked array with masked entries, which fastxent would "
+                        f"read as ordinary numbers; fill them first ({name}.filled(value)); "
+                        f"to leave rows out use ignore_index or sample_weight=0")
+
+
+def flag(value: Any, name: str) -> bool:
+    """A bool (or NumPy bool); anything else, e.g. the truthy string "no", is refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _item(value: Any) -> Any:
+    """A 0-d real NumPy array as its number (np.array(0.25) works where 0.25 does)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+        return value[()]
+    return value
+
+
 def _native(arr: np.ndarray) -> np.ndarray:
     """``arr`` in the machine's byte order (a byte-swapped copy of a big-endian array on a
     little-endian machine: compiled kernels read native numbers only)."""
@@ -62,6 +85,7 @@ def logits(value: Any) -> np.ndarray:
     if isinstance(value, MultiLabel):
         raise TypeError("logits must be a float array [N, C], got a MultiLabel; "
                         "did you swap logits and targets?")
+    no_masked_entries(value, "logits")
     arr = _native(np.asarray(value))
     if arr.dtype.kind != "f" or arr.dtype not in (np.float32, np.float64):
         if arr.dtype.kind == "c":
@@ -80,6 +104,7 @@ def logits(value: Any) -> np.ndarray:
 
 
 def _finite_scalar(value: Any, name: str) -> float:
+    value = _item(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating,
                                                                      np.integer)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
@@ -108,6 +133,7 @@ def alpha_scalar(value: Any, name: str = "alpha") -> float:
     """None or a negative value disable alpha (returned as -1.0); above 1 or NaN raise."""
     if value is None:
         return -1.0
+    value = _item(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating,
                                                                      np.integer)):
         raise TypeError(f"{name} must be None or a number in [0, 1], got {value!r}")
@@ -121,6 +147,7 @@ def alpha_scalar(value: Any, name: str = "alpha") -> float:
 def _weight_vector(value: Any, length: int, name: str, what: str) -> Optional[np.ndarray]:
     if value is None:
         return None
+    no_masked_entries(value, name)
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
         raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
@@ -162,11 +189,12 @@ def _all_in_unit_parallel(arr: np.ndarray) -> bool:
     if (arr.size < PARALLEL_CHECK_SIZE or arr.ndim != 2 or not arr.flags.c_contiguous
             or arr.dtype not in (np.float32, np.float64)):
         return False
-    try:
-        from .backends.numba_cpu.checks import count_in_unit
-    except ImportError:                    # pragma: no cover (numba is a dependency)
+    from . import _dispatch
+
+    if not _dispatch._probe("numba")[0]:   # not installed, disabled, or a forked child's
         return False
-    return int(count_in_unit(arr)) == arr.size
+    from .backends.numba_cpu.checks import count_in_unit
+    return int(_dispatch.call_numba(count_in_unit, arr)) == arr.size
 
 
 def _unit_dense(arr: np.ndarray, name: str) -> None:

@@ -49,6 +49,7 @@ def _softmax_targets(targets, n, c, ignore_index, cw, sw, check_dense=True):
     if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index,
                                                                      (int, np.integer)):
         raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+    _checks.no_masked_entries(targets, "targets")
     y = np.asarray(targets)
     if y.dtype.kind in "iu":
         indptr, indices, valid = _checks.class_index_targets(y, n, c, int(ignore_index))
@@ -120,6 +121,7 @@ def _sigmoid_job(family, logits, targets, class_weight, sample_weight):
     if ml is not None:
         job.indptr, job.indices, job.values = ml.indptr, ml.indices, ml.values
         return job, ml
+    _checks.no_masked_entries(targets, "targets")
     y = np.asarray(targets)
     if y.ndim != 2 or y.dtype.kind not in "fiub":
         raise TypeError(f"targets must be [N, C] values in [0, 1] or sparse positives "
@@ -157,6 +159,7 @@ def _run(job: Canonical, reduction: str, denominator: float, return_grad: bool,
     NumPy backend on the same (validated) inputs; ``caller_arrays``: ``_caller_arrays(...)``."""
     x = job.logits
     n = x.shape[0]
+    return_grad = _checks.flag(return_grad, "return_grad")
     if grad_out is not None and not return_grad:
         raise ValueError("grad_out is only written with return_grad=True; pass return_grad=True")
     name = _dispatch.select(backend)

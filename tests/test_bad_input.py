@@ -1029,3 +1029,54 @@ def test_inputs_untouched_by_valid_calls(name, backend):
         loss, grad = FUNCS[name](x, y, **kw, return_grad=True, grad_out=g, backend=backend)
         _assert_untouched(snap)
         assert grad is g and np.all(np.isfinite(g))
+
+
+# ============================================================================================
+# flags, 0-d arrays, masked arrays
+# ============================================================================================
+
+@pytest.mark.parametrize("bad", ["no", "False", 1, 0, None, np.array(True)],
+                         ids=["str-no", "str-False", "int-1", "int-0", "None", "0-d array"])
+def test_return_grad_not_a_bool(no_kernel, name, backend, bad):
+    """A truthy string like "no" returned a gradient; only True/False (or NumPy bools) pass."""
+    rejects(no_kernel, FUNCS[name], make_logits(), default_targets(name), TypeError,
+            "return_grad", return_grad=bad, backend=backend)
+
+
+@pytest.mark.parametrize("name, arg", name_arg(["gamma", "gamma_neg", "z_loss", "label_smoothing",
+                                                 "clip", "alpha"]))
+def test_zero_d_array_options_work_like_numbers(name, backend, arg):
+    value = {"gamma": 1.5, "gamma_neg": 3.0, "z_loss": 1e-3, "label_smoothing": 0.1,
+             "clip": 0.05, "alpha": 0.3}[arg]
+    f = FUNCS[name]
+    x, y = make_logits(), default_targets(name)
+    want = f(x, y, **{arg: value}, return_grad=True, backend=backend)
+    got = f(x, y, **{arg: np.array(value)}, return_grad=True, backend=backend)
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+    rejects([], f, x, y, ValueError, arg,
+            **{arg: np.array(np.nan)}, backend=backend)
+
+
+@pytest.mark.parametrize("what", ["logits", "targets", "class_weight", "sample_weight"])
+def test_masked_entries_are_refused(no_kernel, name, backend, what):
+    """A masked array's masked entries are ordinary numbers underneath: computing with them
+    silently was wrong; refused, naming the argument and the fix."""
+    x, y = make_logits(), default_targets(name)
+    kwargs = {}
+    if what == "logits":
+        x = np.ma.masked_array(x, mask=x > 1)
+    elif what == "targets":
+        y = np.ma.masked_array(y, mask=np.zeros(y.shape, bool))
+        y.mask.flat[0] = True
+    else:
+        n = N if what == "sample_weight" else C
+        kwargs[what] = np.ma.masked_array(np.ones(n), mask=[True] + [False] * (n - 1))
+    rejects(no_kernel, FUNCS[name], x, y, TypeError, f"{what} is a masked array.*filled",
+            **kwargs, backend=backend)
+
+
+def test_masked_arrays_without_masked_entries_work(name, backend):
+    x, y = make_logits(), default_targets(name)
+    want = FUNCS[name](x, y, backend=backend)
+    assert FUNCS[name](np.ma.masked_array(x), np.ma.masked_array(y), backend=backend) == want
