@@ -63,13 +63,16 @@ def test_sparse_sigmoid_ignores_what_lies_below_its_scratch_rows(dtype, params):
         return row_loss, grad
 
     want_loss, want_grad = call(thread_buffers(threads, BLOCK, dtype), kernels._nothing(dtype))
-    width = BLOCK + 2 * GUARD
-    arena = np.zeros(64 + threads * width, dtype=dtype)
-    block_bufs = arena[64:].reshape(threads, width)
-    assert block_bufs.flags.c_contiguous
-    for below in range(0, 17):                  # a stand-in 0 .. 16 elements below the rows
+    # thread_buffers' layout inside an arena whose first 64 elements stand for whatever lies
+    # below its allocation
+    arena = np.zeros(64 + threads * BLOCK + 2 * GUARD, dtype=dtype)
+    block_bufs = arena[64 + GUARD:64 + GUARD + threads * BLOCK].reshape(threads, BLOCK)
+    own = thread_buffers(threads, BLOCK, dtype)
+    assert own.ctypes.data - own.base.ctypes.data == GUARD * own.itemsize
+    assert own.base.size == threads * BLOCK + 2 * GUARD and own.flags.c_contiguous
+    for below in range(0, 17):           # a stand-in 0 .. 16 elements below the allocation
         stand_in = arena[64 - below:64 - below + 1][:0]
-        assert stand_in.ctypes.data == block_bufs.ctypes.data - below * arena.itemsize
+        assert stand_in.ctypes.data == block_bufs.ctypes.data - (below + GUARD) * arena.itemsize
         loss, grad = call(block_bufs, stand_in)
         np.testing.assert_array_equal(loss, want_loss)
         np.testing.assert_array_equal(grad, want_grad)
