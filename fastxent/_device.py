@@ -347,7 +347,7 @@ def device_loss(family: str, arguments: dict, devices: list):
                          f"{where}; use backend='auto' or 'cuda', or copy the inputs to the host")
     _check_no_mixing(arguments, devices)
     reduction = _checks.reduction(arguments["reduction"])
-    return_grad = arguments["return_grad"]
+    return_grad = _checks.flag(arguments["return_grad"], "return_grad")
     if arguments["grad_out"] is not None and not return_grad:
         raise ValueError("grad_out is only written with return_grad=True; pass return_grad=True")
     _dispatch.select("cuda")                    # raises, saying why, without a GPU

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 
 _num_threads: int | None = None
@@ -35,6 +36,17 @@ _before_fork = {"openmp": False, "numba_omp": False}
 
 def _after_fork_in_child() -> None:
     _before_fork.update(_started)
+    # Numba's omp layer may have been started by anything in the parent (user prange code,
+    # another library, numba.get_num_threads()), not only by fastxent's kernels: ask Numba,
+    # which reads a flag (it starts nothing)
+    numba = sys.modules.get("numba")
+    if numba is not None and not _before_fork["numba_omp"]:
+        try:
+            layer = numba.threading_layer()
+        except Exception:                    # ValueError: no layer started yet
+            layer = None
+        if layer == "omp":
+            _before_fork["openmp"] = _before_fork["numba_omp"] = True
 
 
 if hasattr(os, "register_at_fork"):

@@ -885,5 +885,13 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values = getattr(args, "values", None)
+    if values is not None:
+        if not args.sweep:
+            parser.error("--values needs --sweep (which quantity the values are for)")
+        if args.sweep != "positives" and not all(isinstance(v, int) and v >= 1 for v in values):
+            parser.error(f"--values for --sweep {args.sweep} must be whole numbers >= 1, got "
+                         f"{','.join(str(v) for v in values)}")
     return args.handler(args)

@@ -30,7 +30,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("fastxent.dask needs dask: pip install 'dask[array]'") from exc
 
-from . import api
+from . import _checks, api
 from .pipeline import row_slice
 from .targets import as_multilabel
 
@@ -136,6 +136,7 @@ def _rowwise(value: Any, row_chunks, n_classes: int, name: str):
 
 def _compute(loss: str, logits: Any, targets: Any, sample_weight: Any, reduction: str,
              return_grad: bool, grad_out: Any, options: dict):
+    return_grad = _checks.flag(return_grad, "return_grad")
     if grad_out is not None:
         raise ValueError("grad_out is not taken by fastxent.dask: the gradient is returned as "
                          "a dask array; write it with da.store(grad, target)")

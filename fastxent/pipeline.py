@@ -18,6 +18,7 @@ Chunks of a memory map are passed to the kernels as views: nothing is copied.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -76,6 +77,9 @@ class _CompensatedSum:
 
     def add(self, value: float) -> None:
         t = self.total + value
+        if not math.isfinite(t):             # inf or NaN: no compensation (inf - inf = NaN)
+            self.total, self.error = t, 0.0
+            return
         if abs(self.total) >= abs(value):
             self.error += (self.total - t) + value
         else:
@@ -84,7 +88,7 @@ class _CompensatedSum:
 
     @property
     def value(self) -> float:
-        return self.total + self.error
+        return self.total + self.error if math.isfinite(self.total) else self.total
 
 
 class LossAccumulator:
@@ -150,6 +154,7 @@ class LossAccumulator:
         The gradient of the final ``"mean"`` is this gradient times ``1 / denominator`` once
         every batch is in (:func:`evaluate_chunked` does that for you).
         """
+        return_grad = _checks.flag(return_grad, "return_grad")
         out = self._function(logits, targets, reduction="sum", sample_weight=sample_weight,
                              return_grad=return_grad, grad_out=grad_out, **self.options)
         batch_sum = out[0] if return_grad else out
@@ -237,6 +242,7 @@ def evaluate_chunked(loss: Union[str, Callable], logits: Any, targets: Any, *,
     """
     name, function = _resolve_loss(loss)
     _check_options(options)
+    return_grad = _checks.flag(return_grad, "return_grad")
     if reduction not in _SCALAR_REDUCTIONS + ("none",):
         raise ValueError(f"reduction must be one of {_SCALAR_REDUCTIONS + ('none',)}, "
                          f"got {reduction!r}")
@@ -251,6 +257,9 @@ def evaluate_chunked(loss: Union[str, Callable], logits: Any, targets: Any, *,
     elif len(targets) != n:
         raise ValueError(f"targets has {len(targets)} rows but the logits have {n}; "
                          f"they must match")
+    if sample_weight is not None and np.shape(sample_weight) != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},) (one per row), got shape "
+                         f"{np.shape(sample_weight)}")
     if return_grad:
         if grad_out is None:
             grad_out = np.empty((n, c), dtype=dtype)

@@ -87,7 +87,12 @@ def test_bad_arguments_exit_with_usage_errors():
                  ["bench", "--rows", "2", "--classes", "8", "--sweep", "classes", "--values",
                   "0"],
                  ["bench", "--rows", "2", "--classes", "8", "--sweep", "classes", "--values",
-                  "4,-8"]):
+                  "4,-8"],
+                 ["bench", "--rows", "2", "--classes", "8", "--sweep", "classes", "--values",
+                  "0.5"],
+                 ["bench", "--rows", "2", "--classes", "8", "--sweep", "rows", "--values",
+                  "64,2.5"],
+                 ["bench", "--rows", "2", "--classes", "8", "--values", "3"]):
         proc = run_cli(*args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert "usage" in proc.stderr and "Traceback" not in proc.stderr

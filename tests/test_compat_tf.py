@@ -316,3 +316,23 @@ def test_elementwise_sigmoid_runs_on_the_engine(monkeypatch, dtype, pos_weight):
     rtol = 1e-12 if dtype == np.float64 else 2e-6
     np.testing.assert_allclose(loss, want, rtol=rtol, atol=rtol * 1e-3)
     np.testing.assert_allclose(grad, want_grad, rtol=rtol, atol=rtol * np.abs(want_grad).max())
+
+
+def test_return_grad_must_be_a_bool_and_masked_entries_are_refused():
+    """Both compat modules refuse a truthy non-bool return_grad ("no" returned a gradient)
+    and arrays with masked entries (their masked numbers were computed with)."""
+    from fastxent.compat import keras
+    z = np.array([[0.0, 1.0, 1.0]])
+    x = np.array([[0.5, -1.0, 2.0]])
+    calls = [lambda **kw: tf.sigmoid_cross_entropy_with_logits(labels=z, logits=x, **kw),
+             lambda **kw: tf.softmax_cross_entropy_with_logits(z / 2, x, **kw),
+             lambda **kw: keras.binary_crossentropy(z, 1 / (1 + np.exp(-x)), **kw),
+             lambda **kw: keras.binary_focal_crossentropy(z, x, from_logits=True, **kw)]
+    for call in calls:
+        with pytest.raises(TypeError, match="return_grad"):
+            call(return_grad="no")
+    masked = np.ma.masked_array(x, mask=[[False, True, False]])
+    with pytest.raises(TypeError, match="logits is a masked array"):
+        tf.sigmoid_cross_entropy_with_logits(labels=z, logits=masked)
+    with pytest.raises(TypeError, match="masked array"):
+        keras.binary_crossentropy(np.ma.masked_array(z, mask=[[True, False, False]]), x * 0 + .5)

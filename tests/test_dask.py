@@ -113,6 +113,8 @@ def test_bad_arguments():
         fd.softmax_cross_entropy(x, np.zeros(5, dtype=int))
     with pytest.raises(ValueError, match="reduction"):
         fd.sigmoid_focal_loss(x, np.zeros((4, 3)), reduction="elementwise")
+    with pytest.raises(TypeError, match="return_grad"):          # at once, not at compute()
+        fd.softmax_cross_entropy(x, np.zeros(4, dtype=int), return_grad="no")
 
 
 def test_distributed_local_cluster_processes():

@@ -48,7 +48,10 @@ SCRIPT = textwrap.dedent("""
             out["error"] = str(exc)
         return out
 
-    if parent_backend != "none":
+    if parent_backend == "numba-layer-only":
+        import numba
+        numba.get_num_threads()          # starts Numba's threading layer, no fastxent kernel
+    elif parent_backend != "none":
         with fastxent.num_threads(2):
             want = losses(parent_backend)
     want = losses("numpy")
@@ -108,4 +111,17 @@ def test_a_child_forked_before_any_kernel_keeps_its_threads():
     result = _run("none", "auto")
     for child in result["children"]:
         assert child["threads"] == 2
+        assert child["losses"] == pytest.approx(result["want"], rel=1e-5)
+
+
+@pytest.mark.skipif("numba" not in COMPILED, reason="the Numba backend is not available")
+def test_numba_layer_started_outside_fastxent():
+    """Numba's omp layer started by the parent's own code (here numba.get_num_threads(); user
+    prange code does the same) also keeps Numba out of the child: it would be terminated."""
+    if _numba_layer() != "omp":
+        pytest.skip("Numba's threading layer here is not GNU OpenMP: its children can run it")
+    result = _run("numba-layer-only", "auto")
+    for child in result["children"]:
+        assert "error" not in child, child
+        assert "numba" not in child["available"] and child["threads"] == 1
         assert child["losses"] == pytest.approx(result["want"], rel=1e-5)

@@ -179,6 +179,41 @@ def test_evaluate_chunked_rejects_bad_arguments():
     with pytest.raises(ValueError, match="chunk_rows"):
         fastxent.evaluate_chunked("softmax_cross_entropy", x, np.zeros(4, dtype=int),
                                   chunk_rows=0)
+    # a weight per row, whole: too many were silently dropped, too few named a chunk's shape
+    for bad in (np.ones(5), np.ones(3), np.ones((4, 1))):
+        with pytest.raises(ValueError, match=r"sample_weight must have shape \(4,\)"):
+            fastxent.evaluate_chunked("softmax_cross_entropy", x, np.zeros(4, dtype=int),
+                                      sample_weight=bad, chunk_rows=2)
+    for reduction in ("mean", "none"):
+        with pytest.raises(TypeError, match="return_grad"):
+            fastxent.evaluate_chunked("softmax_cross_entropy", x, np.zeros(4, dtype=int),
+                                      reduction=reduction, return_grad="no")
+    with pytest.raises(TypeError, match="return_grad"):
+        fastxent.LossAccumulator("softmax_cross_entropy").update(x, np.zeros(4, dtype=int),
+                                                                 return_grad="no")
+
+
+@pytest.mark.parametrize("case", ["masked classes + smoothing", "overflowing sum"])
+def test_infinite_losses_stay_infinite(case):
+    """An infinite loss stays inf through the compensated sums of the accumulator and of
+    evaluate_chunked, as in one call (the compensation made it inf - inf = NaN)."""
+    rng = np.random.default_rng(3)
+    if case == "masked classes + smoothing":
+        x = rng.standard_normal((10, 6))
+        x[:, 3:] = -np.inf
+        loss, targets, options = "softmax_cross_entropy", rng.integers(0, 3, 10), \
+            {"label_smoothing": 0.1}
+    else:
+        x = np.full((10, 6), 1e308)
+        loss, targets, options = "sigmoid_binary_cross_entropy", np.zeros((10, 6)), {}
+    one_call = getattr(fastxent, loss)(x, targets, reduction="sum", **options)
+    assert one_call == np.inf
+    assert fastxent.evaluate_chunked(loss, x, targets, reduction="sum", chunk_rows=4,
+                                     **options) == np.inf
+    acc = fastxent.LossAccumulator(loss, reduction="sum", **options)
+    acc.update(x, targets)
+    acc.update(x[:3], row_slice(targets, 0, 3))
+    assert acc.result() == np.inf
 
 
 def test_evaluate_chunked_grad_out_overlap():

@@ -28,7 +28,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 import fastxent
-from fastxent import reference
+from fastxent import _checks, reference
 
 EPSILON = 1e-7            # keras.config.epsilon()
 Grad = Optional[np.ndarray]
@@ -44,6 +44,7 @@ def as_prediction(value: Any, name: str) -> np.ndarray:
     This follows Keras 3's ``ops.convert_to_tensor``: Python numbers and lists become ``floatx``
     (float32) and NumPy float64 arrays stay float64.
     """
+    _checks.no_masked_entries(value, name)
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
@@ -54,6 +55,7 @@ def as_prediction(value: Any, name: str) -> np.ndarray:
 
 def as_targets(value: Any, like: np.ndarray, name: str, like_name: str) -> np.ndarray:
     """Dense targets cast to ``like``'s dtype; their shape must be ``like``'s."""
+    _checks.no_masked_entries(value, name)
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
@@ -65,6 +67,7 @@ def as_targets(value: Any, like: np.ndarray, name: str, like_name: str) -> np.nd
 
 def as_class_ids(value: Any, name: str) -> np.ndarray:
     """Integer class ids as int64; floats are accepted when they hold whole numbers."""
+    _checks.no_masked_entries(value, name)
     arr = np.asarray(value)
     if arr.dtype.kind in "iu":
         return arr.astype(np.int64, copy=False)

@@ -63,6 +63,7 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
+from .. import _checks
 from . import _common
 
 __all__ = ["binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
@@ -82,10 +83,6 @@ def _smoothing(label_smoothing: Any) -> float:
     return _common.real_number(label_smoothing, "label_smoothing", 0.0, 1.0)
 
 
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _warn_single_class(p: np.ndarray, fn: str) -> None:
@@ -119,7 +116,7 @@ def _mean_over(loss: np.ndarray, grad: Optional[np.ndarray], axis: int, dtype) -
 
 def _done(loss: np.ndarray, grad: Optional[np.ndarray], return_grad: bool) -> Result:
     loss = np.asarray(loss)
-    return (loss, grad) if return_grad else loss
+    return (loss, grad) if _checks.flag(return_grad, "return_grad") else loss
 
 
 def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
@@ -141,9 +138,9 @@ def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
     """
     y, p, ax = _inputs(y_true, y_pred, axis)
     ls = _smoothing(label_smoothing)
-    if _flag(from_logits, "from_logits"):
+    if _checks.flag(from_logits, "from_logits"):
         return _done(*_common.sigmoid_xent_mean(y, p, ax, ls, return_grad), return_grad)
-    loss, grad = _common.clipped_bce(_binary_smoothing(y, ls), p, _flag(legacy, "legacy"),
+    loss, grad = _common.clipped_bce(_binary_smoothing(y, ls), p, _checks.flag(legacy, "legacy"),
                                      return_grad)
     return _done(*_mean_over(loss, grad, ax, p.dtype), return_grad)
 
@@ -169,7 +166,7 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False
     """
     y, p, ax = _inputs(y_true, y_pred, axis)
     ls = _smoothing(label_smoothing)
-    from_logits = _flag(from_logits, "from_logits")
+    from_logits = _checks.flag(from_logits, "from_logits")
     _warn_single_class(p, "categorical_crossentropy")
     if from_logits:
         if ax == p.ndim - 1:    # the engine smooths toward 1 / shape[axis] = 1 / shape[-1]
@@ -212,7 +209,7 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool 
         raise TypeError(f"ignore_class must be None or an int, got {ignore_class!r}")
     ignore = None if ignore_class is None else int(ignore_class)
     valid = _common.check_class_ids(ids, p.shape[ax], ignore, "y_true")
-    if _flag(from_logits, "from_logits"):
+    if _checks.flag(from_logits, "from_logits"):
         return _done(*_common.softmax_xent_ids(ids, p, ax, ignore, return_grad), return_grad)
     return _done(*_common.clipped_sparse_categorical(
         ids, p, ax, None if ignore is None else valid, return_grad), return_grad)
@@ -244,10 +241,10 @@ def binary_focal_crossentropy(y_true: Any, y_pred: Any, apply_class_balancing: b
     y, p, ax = _inputs(y_true, y_pred, axis)
     ls = _smoothing(label_smoothing)
     g = _gamma(gamma)
-    balance = _flag(apply_class_balancing, "apply_class_balancing")
+    balance = _checks.flag(apply_class_balancing, "apply_class_balancing")
     a = _common.real_number(alpha, "alpha", 0.0, 1.0)
     a = a if balance else None
-    if _flag(from_logits, "from_logits"):
+    if _checks.flag(from_logits, "from_logits"):
         return _done(*_common.sigmoid_focal_mean(y, p, ax, g, a, ls, return_grad), return_grad)
     loss, grad = _common.clipped_binary_focal(_binary_smoothing(y, ls), p, g, a, return_grad)
     return _done(*_mean_over(loss, grad, ax, p.dtype), return_grad)
@@ -278,7 +275,7 @@ def categorical_focal_crossentropy(y_true: Any, y_pred: Any, alpha: Any = 0.25,
     y, p, ax = _inputs(y_true, y_pred, axis)
     ls = _smoothing(label_smoothing)
     g = _gamma(gamma)
-    from_logits = _flag(from_logits, "from_logits")
+    from_logits = _checks.flag(from_logits, "from_logits")
     _warn_single_class(p, "categorical_focal_crossentropy")
     a = np.asarray(alpha)
     if a.dtype.kind not in "biuf":

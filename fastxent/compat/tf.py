@@ -33,6 +33,7 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
+from .. import _checks
 from . import _common
 
 __all__ = ["softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_with_logits",
@@ -42,7 +43,7 @@ Result = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
 
 
 def _done(loss: np.ndarray, grad: Optional[np.ndarray], return_grad: bool) -> Result:
-    return (loss, grad) if return_grad else loss
+    return (loss, grad) if _checks.flag(return_grad, "return_grad") else loss
 
 
 def softmax_cross_entropy_with_logits(labels: Any, logits: Any, axis: int = -1,
