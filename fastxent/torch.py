@@ -26,7 +26,8 @@ How it runs (the Liger-Kernel pattern): the forward pass calls the fused kernel 
 * CPU tensors are zero-copy: a contiguous float32/float64 tensor is handed to the kernels as
   ``tensor.numpy()`` (the same memory) and results come back with ``torch.from_numpy``.
 * float16/bfloat16 logits are computed in float32 (one converted copy, which then receives the
-  gradient in place) and the loss and gradient are returned in the logits' dtype.
+  gradient in place) and the loss and gradient are returned in the logits' dtype; under
+  ``torch.autocast`` the loss is float32, as PyTorch's losses are there.
 * CUDA tensors go to fastxent's CUDA backend without a host round trip when
   ``"cuda" in fastxent.available_backends()``; otherwise a CUDA tensor raises ``RuntimeError``
   (nothing is copied to the host behind your back).
@@ -234,6 +235,14 @@ def _deprecated(size_average, reduce) -> None:
 # the one path every loss takes
 # ------------------------------------------------------------------------------------------
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:                         # older PyTorch: no device argument
+        return bool(torch.is_autocast_enabled() if device_type == "cuda"
+                    else torch.is_autocast_cpu_enabled())
+
+
 def _fused(function, input: torch.Tensor, target: Any, reduction: str, options: dict,
            elementwise: bool = False) -> torch.Tensor:
     """``function(logits, targets, reduction=..., **options)`` as a differentiable tensor.
@@ -251,6 +260,10 @@ def _fused(function, input: torch.Tensor, target: Any, reduction: str, options: 
     need_grad = torch.is_grad_enabled() and input.requires_grad
     device = input.device
     dtype = input.dtype
+    # PyTorch's losses run in float32 under autocast (they are on its float32 list): so is the
+    # loss returned here; the gradient stays in the logits' dtype
+    loss_dtype = (torch.float32 if dtype in _HALF_DTYPES and _autocast_on(device.type)
+                  else dtype)
 
     def compute():
         out = function(x, targets, reduction=fx_reduction, return_grad=need_grad,
@@ -260,9 +273,9 @@ def _fused(function, input: torch.Tensor, target: Any, reduction: str, options: 
         if fx_reduction == "none":
             loss = _to_tensor(loss, device)
             loss = loss.reshape(n, c) if elementwise else loss
-            loss = loss.to(dtype)
+            loss = loss.to(loss_dtype)
         else:
-            loss = torch.tensor(float(loss), dtype=dtype, device=device)
+            loss = torch.tensor(float(loss), dtype=loss_dtype, device=device)
         if grad is not None:
             grad = _to_tensor(grad, device).reshape(n, c).to(dtype)
         return loss, grad
