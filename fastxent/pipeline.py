@@ -91,6 +91,25 @@ class _CompensatedSum:
         return self.total + self.error if math.isfinite(self.total) else self.total
 
 
+def _same_options(a: dict, b: dict) -> bool:
+    """Whether two option dicts are equal (arrays compared by value)."""
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        x, y = a[key], b[key]
+        if x is y:
+            continue
+        if x is None or y is None:
+            return False
+        try:
+            if not np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True):
+                return False
+        except TypeError:                    # not numeric: compare as values
+            if x != y:
+                return False
+    return True
+
+
 class LossAccumulator:
     """Sum a fastxent loss over many batches; ``result()`` equals one call on all rows at once.
 
@@ -175,6 +194,9 @@ class LossAccumulator:
         if (other.loss, other.reduction) != (self.loss, self.reduction):
             raise ValueError(f"cannot merge a {other.loss}/{other.reduction} accumulator into a "
                              f"{self.loss}/{self.reduction} one")
+        if not _same_options(self.options, other.options):
+            raise ValueError(f"cannot merge accumulators of different options: {other.options!r} "
+                             f"into {self.options!r}")
         self._sum.add(other._sum.total)
         self._sum.add(other._sum.error)
         self._denominator.add(other._denominator.total)
@@ -249,7 +271,7 @@ def evaluate_chunked(loss: Union[str, Callable], logits: Any, targets: Any, *,
     if np.ndim(logits) != 2:
         raise ValueError(f"logits must be 2-D [N, C], got shape {np.shape(logits)}")
     n, c = logits.shape
-    dtype = np.dtype(logits.dtype)
+    dtype = np.asarray(logits[:0]).dtype          # (a torch CPU tensor has a torch dtype)
     step = _chunk_rows(c, dtype.itemsize, chunk_rows, max_chunk_bytes)
     ml = as_multilabel(targets, c, n_rows=n)
     if ml is not None:

@@ -76,6 +76,17 @@ def test_accumulator_merge_and_function_argument():
                                fastxent.softmax_cross_entropy(logits, targets, **options),
                                rtol=1e-13)
     assert "n_rows=53" in repr(merged)
+    # the docstring's "same options" is checked: a merge across options summed different losses
+    other = fastxent.LossAccumulator(fastxent.softmax_cross_entropy,
+                                     **dict(options, label_smoothing=0.5))
+    with pytest.raises(ValueError, match="different options"):
+        merged.merge(other)
+    weights = dict(options, class_weight=options["class_weight"] * 2)
+    with pytest.raises(ValueError, match="different options"):
+        merged.merge(fastxent.LossAccumulator(fastxent.softmax_cross_entropy, **weights))
+    same = fastxent.LossAccumulator(fastxent.softmax_cross_entropy,
+                                    **{k: np.array(v, copy=True) for k, v in options.items()})
+    merged.merge(same)                           # equal values in other arrays: fine
 
 
 def test_accumulator_all_ignored_is_zero_like_the_api():
@@ -289,3 +300,15 @@ def test_api_reads_a_read_only_memmap_without_copying(memmapped, monkeypatch):
                                                 backend=compiled[0])
     assert seen == [True]
     assert not logits.flags.writeable and grad.flags.writeable
+
+
+def test_evaluate_chunked_takes_torch_cpu_tensors():
+    """LossAccumulator.update took torch CPU tensors; evaluate_chunked failed on their dtype."""
+    torch = pytest.importorskip("torch", reason="PyTorch not installed")
+    x = torch.randn(10, 5, dtype=torch.float64)
+    y = torch.randint(0, 5, (10,))
+    want, want_grad = fastxent.softmax_cross_entropy(x.numpy(), y.numpy(), return_grad=True)
+    got, grad = fastxent.evaluate_chunked("softmax_cross_entropy", x, y, chunk_rows=3,
+                                          return_grad=True)
+    assert got == pytest.approx(want, rel=1e-13)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-13, atol=1e-16)
