@@ -48,8 +48,9 @@ def _probe(name: str) -> tuple[bool, str]:
     if name == "numba":
         from . import _threads
 
-        if _threads.numba_fork_problem():                 # in a forked child: not cached
-            return (False, _threads.numba_fork_problem())
+        problem = _threads.numba_fork_problem()          # in a forked child: not cached
+        if problem:
+            return (False, problem)
     if name in _status:
         return _status[name]
     if name not in _BACKENDS:

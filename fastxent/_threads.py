@@ -122,7 +122,7 @@ def get_num_threads() -> int:
     """The number of threads the CPU kernels use in the calling thread: a ``num_threads(n)``
     block of this thread, else :func:`set_num_threads`, else the default; always 1 in a process
     forked after an OpenMP pool had started (see the module's docstring)."""
-    if _before_fork["openmp"]:
+    if forked_after_openmp():
         return 1
     local = getattr(_local, "n_threads", None)
     if local is not None:

@@ -142,7 +142,8 @@ def row_stats_store(xr, buf):
     return m, s1
 
 
-#: Elements of padding on each side of a per-thread buffer's row (``thread_buffers``). A loop
+#: Elements of padding at either end of the per-thread buffers' allocation (``thread_buffers``)
+#: and around the absent-input stand-ins (``kernels._nothing``). A loop
 #: that writes one array and reads others is vectorised behind LLVM's address checks, which
 #: send it to its scalar form whenever two of its arrays start within a vector's bytes (64 to
 #: 256) of each other, overlapping or not. A buffer allocated right after another array (a

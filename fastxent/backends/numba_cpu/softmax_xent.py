@@ -280,7 +280,8 @@ def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_we
     for i in prange(logits.shape[0]):
         k0 = indptr[i]
         k1 = indptr[i + 1]
-        row_loss[i] = sparse_row(source_row(logits, i, copies), grad[i] if want_grad else grad[0], want_grad,
+        row_loss[i] = sparse_row(source_row(logits, i, copies),
+                                 grad[i] if want_grad else grad[0], want_grad,
                                  indices[k0:k1], values[k0:k1] if has_values else values,
                                  has_values, class_weight, has_cw,
                                  sample_weight[i] if has_sw else 1.0, options, pos_buf[k0:k1],
@@ -296,7 +297,8 @@ def softmax_xent_dense(logits, targets, class_weight, sample_weight, options, ro
     has_cw = class_weight.size > 0
     has_sw = sample_weight.size > 0
     for i in prange(logits.shape[0]):
-        row_loss[i] = dense_row(source_row(logits, i, copies), grad[i] if want_grad else grad[0], want_grad,
+        row_loss[i] = dense_row(source_row(logits, i, copies),
+                                grad[i] if want_grad else grad[0], want_grad,
                                 targets[i], class_weight, has_cw,
                                 sample_weight[i] if has_sw else 1.0, options,
                                 thread_row(row_bufs))
