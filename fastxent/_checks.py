@@ -248,6 +248,21 @@ def sparse_targets(value: Any, n_rows: int, n_classes: int, unit_values: bool):
     return ml
 
 
+def ignore_index(value: Any, targets_kind: Optional[str] = None) -> int:
+    """``ignore_index`` as an int. It applies to class-index targets only: with ``targets_kind``
+    "probability" or "sparse" a value that could be a class (>= 0) is refused, as PyTorch refuses
+    it for probability targets (ignoring it silently would count the rows the caller meant to
+    leave out); the default -100 and other negative values are accepted and have no effect."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"ignore_index must be an int, got {value!r}")
+    if targets_kind is not None and value >= 0:
+        raise ValueError(f"ignore_index={int(value)} applies to class-index targets (int [N]) "
+                         f"only, and targets are {targets_kind} targets; leave ignore_index at "
+                         f"its default (-100) and leave rows out with sample_weight=0"
+                         + (" or an empty row" if targets_kind == "sparse" else ""))
+    return int(value)
+
+
 def class_index_targets(arr: np.ndarray, n_rows: int, n_classes: int, ignore_index: int):
     """Class indices -> (indptr, indices, valid mask), one positive per non-ignored row."""
     if arr.ndim != 1 or arr.shape[0] != n_rows:

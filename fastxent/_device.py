@@ -381,11 +381,15 @@ def device_loss(family: str, arguments: dict, devices: list):
     job.label_smoothing = _checks.unit_interval(arguments["label_smoothing"], "label_smoothing")
     targets = arguments["targets"]
     dense = None
+    if family in _SOFTMAX:
+        _checks.ignore_index(arguments["ignore_index"])
     if not is_device_array(targets):
         ml = _checks.sparse_targets(targets, n, c, unit_values=family not in _SOFTMAX)
         if ml is None:
             raise TypeError("targets must be a CUDA device array (class indices or [N, C] "
                             "values) or sparse positives (MultiLabel / scipy.sparse)")
+        if family in _SOFTMAX:
+            _checks.ignore_index(arguments["ignore_index"], "sparse")
         job.indptr, job.indices, job.values = ml.indptr, ml.indices, ml.values
         denominator = float(np.count_nonzero(ml.row_sums() > 0))
     else:
@@ -393,9 +397,6 @@ def device_loss(family: str, arguments: dict, devices: list):
         kind = np.dtype(t.dtype).kind
         if family in _SOFTMAX and kind in "iu" and len(t.shape) == 1:
             ignore_index = arguments["ignore_index"]
-            if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
-                    ignore_index, (int, np.integer)):
-                raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
             if len(t.shape) != 1 or t.shape[0] != n:
                 raise ValueError(f"targets as class indices must have shape ({n},), got "
                                  f"{tuple(t.shape)}; pass [N, C] probabilities for dense "
@@ -409,6 +410,8 @@ def device_loss(family: str, arguments: dict, devices: list):
                 raise AssertionError("a class index was out of range on the device but "
                                      "not on the host")
         elif len(t.shape) == 2 and (kind == "f" or (kind in "iub" and family not in _SOFTMAX)):
+            if family in _SOFTMAX:
+                _checks.ignore_index(arguments["ignore_index"], "probability")
             dense = _device_dense(t, n, c, launch)
             job.kind, job.dense = "dense", dense
             denominator = float(n)

@@ -42,13 +42,12 @@ def _softmax_targets(targets, n, c, ignore_index, cw, sw, check_dense=True):
 
     ``cw``/``sw`` are already validated (or None). D is defined in docs/losses.md (Reductions).
     """
+    _checks.ignore_index(ignore_index)
     ml = _checks.sparse_targets(targets, n, c, unit_values=False)
     if ml is not None:
+        _checks.ignore_index(ignore_index, "sparse")
         denominator = float(np.count_nonzero(ml.row_sums() > 0))
         return "sparse", (ml.indptr, ml.indices, ml.values), denominator, ml
-    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index,
-                                                                     (int, np.integer)):
-        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
     _checks.no_masked_entries(targets, "targets")
     y = np.asarray(targets)
     if y.dtype.kind in "iu":
@@ -60,6 +59,7 @@ def _softmax_targets(targets, n, c, ignore_index, cw, sw, check_dense=True):
             weights = weights[valid]
         return "sparse", (indptr, indices, None), float(np.sum(weights)), y
     if y.dtype.kind == "f" and y.ndim == 2:
+        _checks.ignore_index(ignore_index, "probability")
         dense = _checks.dense_targets(y, n, c) if check_dense else y
         return "dense", dense, float(n), dense
     if y.dtype.kind == "f" and y.ndim == 1:

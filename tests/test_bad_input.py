@@ -319,6 +319,33 @@ def test_ignore_index_not_int(no_kernel, name, backend, ignore_index):
             "ignore_index", ignore_index=ignore_index, backend=backend)
 
 
+@pytest.mark.parametrize("name", SOFTMAX)
+@pytest.mark.parametrize("form", ["probability", "sparse"])
+@pytest.mark.parametrize("ignore_index", [0, 3, np.int64(1)])
+def test_ignore_index_with_soft_targets(no_kernel, name, backend, form, ignore_index):
+    """ignore_index applies to class indices only; a value that could be a class is refused
+    with probability and sparse targets (PyTorch refuses it for probability targets) instead of
+    being ignored silently, which counted the rows the caller meant to leave out."""
+    targets = valid_dense() if form == "probability" else MultiLabel.from_lists(
+        [[0], [1, 2], [], [3]], C)
+    info = rejects(no_kernel, FUNCS[name], make_logits(), targets, ValueError, "ignore_index",
+                   ignore_index=ignore_index, backend=backend)
+    assert f"{form} targets" in str(info.value) and "sample_weight=0" in str(info.value)
+
+
+@pytest.mark.parametrize("name", SOFTMAX)
+@pytest.mark.parametrize("ignore_index", [-100, -1])
+def test_negative_ignore_index_with_soft_targets(name, backend, ignore_index):
+    """A negative ignore_index (the default included) can match no class: accepted with every
+    target form and without effect, as in PyTorch."""
+    x = make_logits()
+    for targets in (valid_dense(), MultiLabel.from_lists([[0], [1, 2], [], [3]], C)):
+        got = FUNCS[name](x, targets, ignore_index=ignore_index, reduction="none",
+                          backend=backend)
+        np.testing.assert_array_equal(got, FUNCS[name](x, targets, reduction="none",
+                                                       backend=backend))
+
+
 # ---- malformed CSR --------------------------------------------------------------------------
 
 _BAD_CSR = {

@@ -373,6 +373,14 @@ def test_bad_device_targets_raise_before_any_work():
     with pytest.raises(TypeError, match="float32 or float64"):
         fastxent.softmax_cross_entropy(cuda.to_device(np.zeros((2, 3), np.int32)),
                                        cuda.to_device(np.array([0, 1])))
+    soft = np.full((2, 3), 1 / 3)
+    with pytest.raises(ValueError, match="ignore_index=0 applies to class-index targets"):
+        fastxent.softmax_cross_entropy(logits, cuda.to_device(soft), ignore_index=0)
+    with pytest.raises(ValueError, match="ignore_index=2 .* sparse targets"):
+        fastxent.softmax_focal_loss(logits, fastxent.MultiLabel.from_dense(soft > 0),
+                                    ignore_index=2)
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        fastxent.softmax_cross_entropy(logits, cuda.to_device(soft), ignore_index=0.5)
 
 
 @needs_kernels
