@@ -38,6 +38,10 @@ grad raises); sparse softmax targets are normalised per row (docs/losses.md). Fo
 family, ``reduction="none"`` returns PyTorch's element losses [N, C] (computed by the same
 kernels, one class per row; sparse targets are densified for it, and a per-class
 ``pos_weight`` is not supported there); ``reduction="row"`` returns fastxent's per-row sums [N].
+
+Transforms: under ``torch.compile`` each loss is one opaque call (a graph break; the rest of the
+model is compiled as usual). ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``, ...)
+and ``torch.jit.trace`` are not supported and raise a ``RuntimeError`` saying so.
 """
 from __future__ import annotations
 
@@ -115,6 +119,25 @@ def _cuda_ready(tensor: torch.Tensor) -> None:
             f"explicitly with .cpu(), or install numba-cuda on a machine with a GPU")
 
 
+def _eager_only(tensor: torch.Tensor, name: str) -> None:
+    """Refuse, with a clear message, what the fused kernels cannot serve: tensors wrapped by a
+    ``torch.func`` transform (they have no storage to hand to a kernel; torch's own error was
+    "Cannot access data pointer") and ``torch.jit.trace`` (which cannot see into the kernels;
+    its error was "unordered_map::at")."""
+    wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    if wrapped is not None and wrapped(tensor):
+        raise RuntimeError(
+            f"{name} is a tensor inside a torch.func transform (grad, vmap, jacrev, ...), which "
+            f"fastxent's losses do not support: their gradient comes from fused NumPy/Numba "
+            f"kernels, not from torch operators. Call the loss eagerly and use loss.backward() "
+            f"or torch.autograd.grad, or use torch.nn.functional's losses inside torch.func")
+    if torch.jit.is_tracing():
+        raise RuntimeError(
+            "fastxent's losses cannot be recorded by torch.jit.trace: they call NumPy/Numba "
+            "kernels that a trace cannot see. Trace the model without its loss and call the "
+            "loss eagerly, or use torch.compile, which calls the loss as a Python function")
+
+
 def _logits(tensor: Any, name: str = "input"):
     """(array handed to the kernels, private?) for logits [N, C]; private means our own copy,
     which may receive the gradient in place."""
@@ -122,6 +145,7 @@ def _logits(tensor: Any, name: str = "input"):
         raise TypeError(f"{name} must be a torch.Tensor of logits [N, C], got "
                         f"{type(tensor).__name__}; call the fastxent losses directly for "
                         f"NumPy arrays")
+    _eager_only(tensor, name)
     if tensor.dim() != 2:
         raise ValueError(f"{name} must be 2-D [N, C] logits, got shape {tuple(tensor.shape)}; "
                          f"for [N, C, d1, ...] pass logits.movedim(1, -1).reshape(-1, C) and "
@@ -147,6 +171,7 @@ def _logits(tensor: Any, name: str = "input"):
 def _host(tensor: Any) -> Any:
     """A tensor argument as a NumPy array (weights, class indices; small), else unchanged."""
     if isinstance(tensor, torch.Tensor):
+        _eager_only(tensor, "a tensor argument")
         t = tensor.detach()
         if t.dtype in _HALF_DTYPES:
             t = t.float()
@@ -243,6 +268,16 @@ def _autocast_on(device_type: str) -> bool:
                     else torch.is_autocast_cpu_enabled())
 
 
+def _compiler_opaque(function):
+    """``function`` run as one opaque call under ``torch.compile``: dynamo breaks the graph
+    there and runs it eagerly instead of tracing into NumPy/Numba (which it cannot compile:
+    it retraced Numba's first-call registry loading until its recompile limit, with pages of
+    warnings). Outside ``torch.compile`` nothing changes."""
+    disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    return disable(function) if disable is not None else function
+
+
+@_compiler_opaque
 def _fused(function, input: torch.Tensor, target: Any, reduction: str, options: dict,
            elementwise: bool = False) -> torch.Tensor:
     """``function(logits, targets, reduction=..., **options)`` as a differentiable tensor.

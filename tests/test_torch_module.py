@@ -405,3 +405,57 @@ def test_autocast_returns_a_float32_loss_like_pytorch(which):
     assert dtype == want_dtype == torch.float32
     assert got == pytest.approx(want, rel=1e-5)
     torch.testing.assert_close(grad, want_grad, rtol=2e-2, atol=1e-4)
+
+
+def _three_losses(module, z, labels, soft):
+    return (module.cross_entropy(z, labels)
+            + module.binary_cross_entropy_with_logits(z, soft)
+            + (ft.sigmoid_focal_loss(z, soft, reduction="mean") if module is ft
+               else torchvision_sigmoid_focal_loss(z, soft, reduction="mean")))
+
+
+def test_torch_compile_calls_the_losses_as_opaque_functions():
+    """Under torch.compile (eager backend: no C++ compiler needed) a model step with fastxent's
+    losses gives the eager values and gradients, as PyTorch's losses do; dynamo runs the fused
+    call as one opaque function instead of tracing into NumPy/Numba."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(6, 5).double()
+    inputs = torch.randn(4, 6, dtype=torch.float64)
+    labels = torch.tensor([0, 3, 4, 1])
+    soft = torch.rand(4, 5, dtype=torch.float64)
+
+    def step(module):
+        layer.zero_grad()
+        loss = _three_losses(module, layer(inputs), labels, soft)
+        loss.backward()
+        return loss.detach(), layer.weight.grad.clone()
+
+    want, want_grad = step(F)
+    eager, eager_grad = step(ft)
+    compiled, compiled_grad = torch.compile(step, backend="eager")(ft)
+    torch.testing.assert_close(eager, want, rtol=1e-12, atol=0)
+    torch.testing.assert_close(compiled, eager, rtol=1e-15, atol=0)
+    torch.testing.assert_close(compiled_grad, eager_grad, rtol=1e-15, atol=0)
+    torch.testing.assert_close(eager_grad, want_grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("transform", ["grad", "vmap over logits", "vmap over targets",
+                                       "jit.trace"])
+def test_unsupported_torch_transforms_say_so(transform):
+    """torch.func transforms hand the losses tensors without storage, and torch.jit.trace
+    cannot see into the kernels: each raises a RuntimeError that names the transform and the
+    way out (torch's own errors were "Cannot access data pointer" and "unordered_map::at")."""
+    x = torch.randn(3, 4, requires_grad=True)
+    y = torch.tensor([0, 1, 2])
+    calls = {
+        "grad": lambda: torch.func.grad(lambda a: ft.cross_entropy(a, y))(x),
+        "vmap over logits": lambda: torch.vmap(
+            lambda a: ft.binary_cross_entropy_with_logits(a[None], torch.ones(1, 4)))(x),
+        "vmap over targets": lambda: torch.vmap(lambda t: ft.cross_entropy(x, t))(
+            torch.tensor([[0, 1, 2], [2, 1, 0]])),
+        "jit.trace": lambda: torch.jit.trace(lambda a: ft.sigmoid_focal_loss(a, torch.ones(3, 4)),
+                                             (x,)),
+    }
+    match = "torch.jit.trace" if transform == "jit.trace" else "torch.func transform"
+    with pytest.raises(RuntimeError, match=match):
+        calls[transform]()
