@@ -23,6 +23,11 @@ Compiler flags (gcc/clang; each is tried on the compiler first and dropped if re
   the ``x >= lo`` branch of its final select (and threads jumps across the selects), leaving
   control flow that if-conversion cannot remove: no element loop calling ``exp_poly`` vectorised
   ("control flow in loop"). Measured with ``-fopt-info-vec``.
+* ``--param=max-inline-insns-single=2000 --param=inline-unit-growth=400`` (gcc, ``sigmoid``
+  only): gcc's default limits kept ``focal_term`` a call inside the element loops of
+  ``sigmoid.pyx`` that take targets, smoothing or clip, so they ran scalar (float32 sigmoid
+  focal with dense targets 150 ms against Numba's 18 at 256 x 32768). Measured with
+  ``-fopt-info-vec`` and ``-fopt-info-inline``.
 * ``-fopenmp`` (compile and link): ``prange`` over rows. If the compiler has no OpenMP the
   extension is built serial (``fastxent info`` says so).
 
@@ -62,6 +67,10 @@ _FENCE_PROBE = textwrap.dedent("""
 _CPU_VARIANTS = {
     "_x86_64_v4": ["-march=x86-64-v4", "-mtune=generic", "-mprefer-vector-width=512"],
     "_x86_64_v3": ["-march=x86-64-v3", "-mtune=generic"],
+}
+#: Extra flags per kernel module (its last dotted name), each kept only if the compiler takes it
+_MODULE_FLAGS = {
+    "sigmoid": ["--param=max-inline-insns-single=2000", "--param=inline-unit-growth=400"],
 }
 _OPENMP_PROBE = textwrap.dedent("""
     #include <omp.h>
@@ -123,6 +132,10 @@ class OptionalBuildExt(build_ext):
         else:
             warnings.warn("fastxent: the C compiler has no OpenMP; the Cython backend is built "
                           "serial (one thread)")
+        module_flags = {} if ctype == "msvc" else {
+            module: [flag for flag in flags
+                     if _compiles(compiler, "int f(void) { return 0; }\n", [flag, "-Werror"])]
+            for module, flags in _MODULE_FLAGS.items()}
         kept = []
         for ext in self.extensions:
             variant_flags = getattr(ext, "fastxent_variant_flags", None)
@@ -130,7 +143,9 @@ class OptionalBuildExt(build_ext):
                 if ctype == "msvc" or not _compiles(compiler, "int f(void) { return 0; }\n",
                                                     variant_flags):
                     continue              # the baseline module serves this CPU family
-            ext.extra_compile_args = compile_args + list(ext.extra_compile_args)
+            leaf = ext.name.rpartition(".")[2]
+            ext.extra_compile_args = (compile_args + module_flags.get(leaf, [])
+                                      + list(ext.extra_compile_args))
             ext.extra_link_args = link_args + list(ext.extra_link_args)
             kept.append(ext)
         self.extensions[:] = kept

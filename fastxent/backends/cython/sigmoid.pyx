@@ -50,11 +50,13 @@ ctypedef fused params_t:
 
 
 cdef inline void element(floating x, floating y, floating pw, const params_t* prm,
-                         floating* loss, floating* grad) noexcept nogil:
-    """Loss and derivative of one logit: BCE or focal, by the parameter type."""
+                         bint clipped, floating* loss, floating* grad) noexcept nogil:
+    """Loss and derivative of one logit: BCE or focal, by the parameter type. ``clipped``
+    False passes focal a literal ``clip = 0`` (see ``general_elements``)."""
     if params_t is FocalParams:
-        focal_term(x, y, <floating>prm.gamma, <floating>prm.gamma_neg, <floating>prm.clip,
-                   <floating>prm.alpha, loss, grad)
+        focal_term(x, y, <floating>prm.gamma, <floating>prm.gamma_neg,
+                   <floating>prm.clip if clipped else <floating>0.0, <floating>prm.alpha,
+                   loss, grad)
     else:
         bce_term(x, y, pw, loss, grad)
 
@@ -134,19 +136,36 @@ cdef void block_elements(const floating* xb, Py_ssize_t size, const target_t* yb
                 negative_element(xb[j2], prm, &lbuf[j2], &gbuf[j2])
             if size % 2:
                 negative_element(xb[size - 1], prm, &lbuf[size - 1], &gbuf[size - 1])
-    elif yb == NULL and pw == NULL:
+    elif shifts_negatives(prm):
+        general_elements(xb, size, yb, keep, y0, pw, pw0, prm, True, lbuf, gbuf)
+    else:
+        general_elements(xb, size, yb, keep, y0, pw, pw0, prm, False, lbuf, gbuf)
+
+
+cdef inline void general_elements(const floating* xb, Py_ssize_t size, const target_t* yb,
+                                  floating keep, floating y0, const double* pw, floating pw0,
+                                  const params_t* prm, bint clipped, floating* lbuf,
+                                  floating* gbuf) noexcept nogil:
+    """``block_elements`` with targets or smoothing (``element`` per logit). Called with a
+    literal ``clipped``, so that in its copy for ``False`` the focal formula's branch on
+    ``clip > 0`` folds away: gcc does not unswitch a loop body this large, and a branch left
+    in it kept every loop scalar (float32 sigmoid focal with dense targets, smoothing or clip:
+    10x slower than Numba); setup.py also raises gcc's inlining limits for this module, which
+    kept ``focal_term`` a call."""
+    cdef Py_ssize_t j
+    if yb == NULL and pw == NULL:
         for j in range(size):
-            element(xb[j], y0, pw0, prm, &lbuf[j], &gbuf[j])
+            element(xb[j], y0, pw0, prm, clipped, &lbuf[j], &gbuf[j])
     elif yb == NULL:
         for j in range(size):
-            element(xb[j], y0, <floating>pw[j], prm, &lbuf[j], &gbuf[j])
+            element(xb[j], y0, <floating>pw[j], prm, clipped, &lbuf[j], &gbuf[j])
     elif pw == NULL:
         for j in range(size):
-            element(xb[j], keep * <floating>yb[j] + y0, pw0, prm, &lbuf[j], &gbuf[j])
+            element(xb[j], keep * <floating>yb[j] + y0, pw0, prm, clipped, &lbuf[j], &gbuf[j])
     else:
         for j in range(size):
-            element(xb[j], keep * <floating>yb[j] + y0, <floating>pw[j], prm, &lbuf[j],
-                    &gbuf[j])
+            element(xb[j], keep * <floating>yb[j] + y0, <floating>pw[j], prm, clipped,
+                    &lbuf[j], &gbuf[j])
 
 
 cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint want_grad,
@@ -215,7 +234,7 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
         x = xr[c]
         y = keep * <floating>(vals[k] if vals != NULL else 1.0) + y0
         pw = <floating>pos_weight[c] if pos_weight != NULL else pw0
-        element(x, y, pw, prm, &l_pos, &g_pos)
+        element(x, y, pw, prm, True, &l_pos, &g_pos)
         w = class_weight[c] if class_weight != NULL else 1.0
         loss += w * <double>l_pos
         pos_buf[k] = scale * w * <double>g_pos
