@@ -283,7 +283,8 @@ def softmax_cross_entropy(logits, targets, *, class_weight=None, sample_weight=N
         logits, targets, class_weight, sample_weight, ignore_index, label_smoothing)
     z = float(z_loss)
     wy = ys * w[None, :]                                    # w_c y'_nc
-    rows = sw * (np.sum(wy * nlp, axis=1) + z * lse ** 2)
+    # a class without target mass adds 0 whatever its -log p (inf for a -inf masked logit)
+    rows = sw * (np.sum(np.where(wy != 0, wy * nlp, 0.0), axis=1) + z * lse ** 2)
     rows = np.where(counted, rows, 0.0)
     grad = None
     if return_grad:
@@ -324,14 +325,16 @@ def softmax_focal_loss(logits, targets, *, gamma=2.0, alpha=None, class_weight=N
     omp = -np.expm1(-nlp)                                   # 1 - p, accurate near p = 1
     f = omp ** g
     k = ys * (a * w)[None, :]
-    rows = sw * np.sum(k * f * nlp, axis=1)
+    # a class without target mass adds 0 whatever its -log p (inf for a -inf masked logit)
+    rows = sw * np.sum(np.where(k != 0, k * f * nlp, 0.0), axis=1)
     rows = np.where(counted, rows, 0.0)
     grad = None
     if return_grad:
         safe = np.where(nlp > 0, omp, 1.0)
         ratio = np.where(nlp > 0, nlp / safe, 1.0)           # L / (1 - p) -> 1 as p -> 1
-        h = f * (1.0 + g * p * ratio)
-        kh = k * h
+        p_ratio = np.where(p > 0, p * ratio, 0.0)             # p L / (1 - p) -> 0 as p -> 0
+        h = f * (1.0 + g * p_ratio)
+        kh = np.where(k != 0, k * h, 0.0)
         # p_j sum_c k_c h_c - k_j h_j, evaluated stably near p_j = 1
         grad = sw[:, None] * _softmax_row_grad(p, omp, kh, np.zeros(n))
         grad = np.where(counted[:, None], grad, 0.0)

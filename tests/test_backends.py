@@ -666,6 +666,42 @@ def test_rows_longer_than_a_block(backend, family, c):
                 run_and_check(family, backend, logits, targets, kwargs, reduction)
 
 
+@pytest.mark.parametrize("cached_row_bytes", [0, 1 << 40], ids=["online", "cached"])
+@pytest.mark.parametrize("family", SOFTMAX)
+def test_softmax_masked_classes(backend, family, cached_row_bytes, monkeypatch):
+    """Classes masked with -inf logits (a common way to leave classes out) add exp(-inf) = 0:
+    finite losses and gradients equal to the reference, wherever the masked run lies. A row
+    whose first block (256 logits on the CPU) was all -inf came back NaN: the online max was
+    still -inf there and exp(-inf - (-inf)) is NaN. Index and sparse targets (dense targets
+    give 0 * inf = NaN on a masked class, as in PyTorch)."""
+    from fastxent import _config
+    monkeypatch.setattr(_config, "CACHED_ROW_BYTES", cached_row_bytes)
+    c = sim_shrink([1200], [40])[0]
+    lead = sim_shrink([256, 257, 600], [8, 9, 20])
+    for dtype in DTYPES:
+        rng = np.random.default_rng(seed_of("masked", family, c, cached_row_bytes))
+        x = (rng.standard_normal((6, c)) * 2).astype(dtype)
+        x[0, :lead[0]] = -np.inf                 # exactly the first block
+        x[1, :lead[1]] = -np.inf                 # one past it
+        x[2, :lead[2]] = -np.inf                 # several blocks
+        x[3, lead[0]:] = -np.inf                 # masked tail
+        x[4, ::3] = -np.inf                      # interleaved
+        x[5, :c - 1] = -np.inf                   # one class left
+        labels = np.array([c - 1, c - 2, c - 3, 0, 1, c - 1])
+        sparse = fastxent.MultiLabel.from_lists(
+            [[c - 2, c - 1], [c - 1], [lead[2], c - 3], [0, 5], [1, 2], [c - 1]], c)
+        for targets in (labels, sparse):
+            for kwargs, reduction in (({}, "none"), ({"class_weight": np.linspace(0.5, 2, c)},
+                                                     "sum")):
+                if family == "softmax_focal_loss":
+                    kwargs = dict(kwargs, gamma=1.5)
+                loss, grad = api(family)(x, targets, reduction=reduction, return_grad=True,
+                                         backend=backend, **kwargs)
+                assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
+                assert not grad[np.isneginf(x)].any()
+                run_and_check(family, backend, x, targets, kwargs, reduction)
+
+
 @pytest.mark.parametrize("alpha", [0.25, -1.0])
 def test_sigmoid_focal_squared_negatives(backend, alpha):
     """gamma_neg = 2 without smoothing or clipping: the background of CSR targets takes

@@ -104,6 +104,15 @@ cdef inline double online_stats(const floating* xr, Py_ssize_t n, floating* m_ou
             d = <double>m - <double>bm
             s1 = s1 * libm_exp(d) - (-libm_expm1(d))
             m = bm
+        if bm == m and m == -INFINITY:
+            # every logit so far is -inf (masked classes): each adds exp(-inf) = 0, where the
+            # block sums would take exp(-inf - (-inf)) = NaN
+            if store:
+                for j in range(size):
+                    buf[b0 + j] = 0
+                buf[n + b0 // BLOCK] = m
+            b0 += BLOCK
+            continue
         for j in range(size):                  # vectorised element loop, then lane sums
             v = blk[j]
             e = exp_nonpos(v - m)

@@ -93,6 +93,15 @@ def online_stats(xr, buf, block_m, store):
         if bm > m:                               # s <- s exp(m - bm): s1 <- (s1 + 1) r - 1
             s1 = s1 * math.exp(float(m) - float(bm)) - (-math.expm1(float(m) - float(bm)))
             m = bm
+        if bm == m and m == _math.cast_like(m, -math.inf):
+            # every logit so far is -inf (masked classes): each adds exp(-inf) = 0, where the
+            # block sums would take exp(-inf - (-inf)) = NaN
+            if store:
+                out = buf[b0:b1]
+                for j in range(out.size):
+                    out[j] = 0
+                block_m[b0 // BLOCK] = m
+            continue
         acc, ties = exp_block_sums(blk, m, buf[b0:b1], store)
         if store:
             block_m[b0 // BLOCK] = m

@@ -87,9 +87,11 @@ def group_sums(a, b, c, group_threads, shared, scratch):
 def fold_stats(m, s1, v):
     """The online state ``(m, s1)`` with one more logit ``v``. A new maximum rescales the sum:
     ``s1 <- (1 + s1) exp(m_old - m_new)`` (the new max is the left-out 1), so no cancellation
-    ever happens; NaN propagates through ``s1``."""
+    ever happens; NaN propagates through ``s1``; a -inf logit (a masked class) adds 0."""
     if v > m:
         return v, (1.0 + s1) * float(_math.exp_nonpos(m - v))
+    if v == NEG_INF:              # adds exp(-inf) = 0; while m is -inf too, exp(v - m) is NaN
+        return m, s1
     return m, s1 + float(_math.exp_nonpos(v - m))
 
 
