@@ -132,13 +132,34 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
     return sw * loss
 
 
+cdef inline void dense_target_sums(const floating* xb, const target_t* yb,
+                                   const double* cwb, Py_ssize_t j0, Py_ssize_t j1, floating m,
+                                   floating log_s_x, floating gamma_x, floating keep,
+                                   floating y0, double* f_sum, double* h_sum) noexcept nogil:
+    """Adds ``sum u f`` and ``sum u h`` over classes ``j0 <= j < j1`` of a block,
+    ``u = (keep y + y0) w``, float64 from per-element terms in the logits' type (H feeds every
+    gradient entry)."""
+    cdef double f_acc = 0.0, h_acc = 0.0
+    cdef floating u, f, h
+    cdef Py_ssize_t j
+    for j in range(j0, j1):
+        u = keep * <floating>yb[j] + y0
+        if cwb != NULL:
+            u = u * <floating>cwb[j]
+        softmax_focal_term(fence(m - xb[j]) + log_s_x, gamma_x, &f, &h)
+        f_acc += u * f
+        h_acc += u * h
+    f_sum[0] += f_acc
+    h_sum[0] += h_acc
+
+
 cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize_t n_classes,
                       const target_t* yr, const double* class_weight, double sw, double eps,
                       double gamma, double grad_scale) noexcept nogil:
-    cdef double s1, s, log_s, loss, h_sum, f_acc, h_acc, scale
+    cdef double s1, s, log_s, loss, h_sum, h_rest, scale
     cdef double top_grad, u_top, f_top, h_top, big_u
-    cdef floating m, gamma_x, log_s_x, keep, y0, u, f, h, a
-    cdef Py_ssize_t b0 = 0, j, size, top
+    cdef floating m, gamma_x, log_s_x, keep, y0, a
+    cdef Py_ssize_t b0 = 0, size, top, t
     cdef const floating* xb
     cdef const target_t* yb
     # 1. row statistics
@@ -149,40 +170,36 @@ cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize
     log_s_x = <floating>log_s
     keep = <floating>(1.0 - eps)
     y0 = <floating>(eps / n_classes)
-    # 2. loss and H
+    # 2. loss and H; the row's top class (p may be close to 1) is left out of its block's sums
+    #    and added in float64: its gradient (H - U) p - U (1 - p), U = u h, takes H - U, which
+    #    cancelled when U held most of H and came from float32 terms (gradient off by up to 60%)
+    top = argmax_of(xr, n_classes, m)
     loss = 0.0
-    h_sum = 0.0
+    h_rest = 0.0
     while b0 < n_classes:
         xb = xr + b0
         yb = yr + b0
         size = n_classes - b0 if n_classes - b0 < BLOCK else BLOCK
-        f_acc = 0.0                  # float64 per element: H feeds every gradient entry
-        h_acc = 0.0
-        for j in range(size):
-            u = keep * <floating>yb[j] + y0
-            if class_weight != NULL:
-                u = u * <floating>class_weight[b0 + j]
-            softmax_focal_term(fence(m - xb[j]) + log_s_x, gamma_x, &f, &h)
-            f_acc += u * f
-            h_acc += u * h
-        loss += f_acc
-        h_sum += h_acc
+        t = top - b0 if b0 <= top < b0 + size else size   # top's place in the block, or its end
+        dense_target_sums(xb, yb, class_weight + b0 if class_weight != NULL else class_weight,
+                          0, t, m, log_s_x, gamma_x, keep, y0, &loss, &h_rest)
+        dense_target_sums(xb, yb, class_weight + b0 if class_weight != NULL else class_weight,
+                          t + 1, size, m, log_s_x, gamma_x, keep, y0, &loss, &h_rest)
         b0 += BLOCK
-    # 3. gradient; the row's top class (p may be close to 1) in the exact form
-    #    (H - U) p - U (1 - p), U = u h, computed before the write (logits may alias grad)
+    h_sum = h_rest
+    big_u = 0.0
+    if top >= 0:
+        u_top = (1.0 - eps) * <double>yr[top] + eps / n_classes
+        if class_weight != NULL:
+            u_top = u_top * class_weight[top]
+        softmax_focal_term(log_s, gamma, &f_top, &h_top)          # gap of the max: log s
+        loss += u_top * f_top
+        big_u = u_top * h_top
+        h_sum += big_u
+    # 3. gradient, computed before the write (logits may alias grad)
     if want_grad:
         scale = sw * grad_scale
-        top = argmax_of(xr, n_classes, m)
-        top_grad = 0.0
-        if top >= 0:
-            u = keep * <floating>yr[top] + y0            # as the loss loop computes it
-            if class_weight != NULL:
-                u = u * <floating>class_weight[top]
-            u_top = u
-            softmax_focal_term(log_s, gamma, &f_top, &h_top)      # gap of the max: log s
-            big_u = u_top * h_top
-            top_grad = scale * ((h_sum - big_u) * libm_exp(-log_s)
-                                - big_u * (-libm_expm1(-log_s)))
+        top_grad = scale * (h_rest * libm_exp(-log_s) - big_u * (-libm_expm1(-log_s)))
         a = <floating>(scale * h_sum / s)
         write_grad(xr, gr, n_classes, m, log_s, gamma, a, <floating>scale, yr, class_weight,
                    1.0 - eps, eps / n_classes)

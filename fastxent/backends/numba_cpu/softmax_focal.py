@@ -121,6 +121,22 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
     return sw * loss
 
 
+@njit(inline="always", **JIT_OPTIONS)
+def dense_target_sums(xb, yb, cwb, has_cw, m, log_s_x, gamma_x, keep, y0):
+    """``(sum u f, sum u h)`` over a run of classes, ``u = (keep y + y0) w``, float64 from
+    per-element terms in the logits' type (H feeds every gradient entry)."""
+    f_acc = 0.0
+    h_acc = 0.0
+    for j in range(xb.size):
+        u = keep * _math.cast_like(m, yb[j]) + y0
+        if has_cw:
+            u *= _math.cast_like(m, cwb[j])
+        f, h = _math.softmax_focal_term(_math.fence(m - xb[j]) + log_s_x, gamma_x)
+        f_acc += u * f
+        h_acc += u * h
+    return f_acc, h_acc
+
+
 @njit(**JIT_OPTIONS)
 def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
     wide_vectors()
@@ -134,37 +150,41 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options):
     log_s_x = _math.cast_like(m, log_s)
     keep = _math.cast_like(m, 1.0 - eps)
     y0 = _math.cast_like(m, eps / n_classes)
-    # 2. loss and H
+    # 2. loss and H; the row's top class (p may be close to 1) is left out of its block's sums
+    #    and added in float64: its gradient (H - U) p - U (1 - p), U = u h, takes H - U, which
+    #    cancelled when U held most of H and came from float32 terms (gradient off by up to 60%)
+    top = argmax_of(xr, m)
     loss = 0.0
-    h_sum = 0.0
+    h_rest = 0.0
     for b0 in range(0, n_classes, BLOCK):
         b1 = min(b0 + BLOCK, n_classes)
+        t = top - b0 if b0 <= top < b1 else b1 - b0       # top's place in the block, or its end
         xb = xr[b0:b1]
         yb = yr[b0:b1]
-        f_acc = 0.0                  # float64 per element: H feeds every gradient entry
-        h_acc = 0.0
-        for j in range(xb.size):
-            u = keep * _math.cast_like(m, yb[j]) + y0
-            if has_cw:
-                u *= _math.cast_like(m, class_weight[b0 + j])
-            f, h = _math.softmax_focal_term(_math.fence(m - xb[j]) + log_s_x, gamma_x)
-            f_acc += u * f
-            h_acc += u * h
-        loss += float(f_acc)
-        h_sum += float(h_acc)
-    # 3. gradient; the row's top class (p may be close to 1) in the exact form
-    #    (H - U) p - U (1 - p), U = u h, computed before the write (logits may alias grad)
+        cwb = class_weight[b0:b1]
+        f_acc, h_acc = dense_target_sums(xb[:t], yb[:t], cwb[:t], has_cw, m, log_s_x, gamma_x,
+                                         keep, y0)
+        loss += f_acc
+        h_rest += h_acc
+        if b0 + t < b1:
+            f_acc, h_acc = dense_target_sums(xb[t + 1:], yb[t + 1:], cwb[t + 1:], has_cw, m,
+                                             log_s_x, gamma_x, keep, y0)
+            loss += f_acc
+            h_rest += h_acc
+    h_sum = h_rest
+    big_u = 0.0
+    if top >= 0:
+        u_top = (1.0 - eps) * float(yr[top]) + eps / n_classes
+        if has_cw:
+            u_top *= float(class_weight[top])
+        f_top, h_top = _math.softmax_focal_term(log_s, gamma)          # gap of the max: log s
+        loss += u_top * f_top
+        big_u = u_top * h_top
+        h_sum += big_u
+    # 3. gradient, computed before the write (logits may alias grad)
     if want_grad:
         scale = sw * grad_scale
-        top = argmax_of(xr, m)
-        top_grad = 0.0
-        if top >= 0:
-            u_top = float(keep) * float(yr[top]) + float(y0)
-            if has_cw:
-                u_top *= float(class_weight[top])
-            f_top, h_top = _math.softmax_focal_term(log_s, gamma)      # gap of the max: log s
-            big_u = u_top * h_top
-            top_grad = scale * ((h_sum - big_u) * math.exp(-log_s) - big_u * (-math.expm1(-log_s)))
+        top_grad = scale * (h_rest * math.exp(-log_s) - big_u * (-math.expm1(-log_s)))
         a = _math.cast_like(m, scale * h_sum / s)
         write_grad(xr, gr, m, log_s, gamma, a, _math.cast_like(m, scale), yr, class_weight,
                    has_cw, keep, y0)

@@ -132,12 +132,17 @@ def dense_weight(x, t, j, keep, y0, class_weight, has_cw):
 
 @device
 def dense_pass(logits, targets, row, lane, g, n_cols, m_x, log_s_x, gamma_x, keep, y0,
-               class_weight, has_cw, a, b, grad, write):
+               class_weight, has_cw, a, b, top, grad, write):
     """One pass over a row with dense targets, four logits and targets loaded ahead
-    (``LOADS_IN_FLIGHT``): ``write`` False returns this thread's ``(sum u f, sum u h)`` (phase
-    2), True writes ``grad[row, j] = a p_j - b u_j h_j`` (phase 3) and returns zeros."""
+    (``LOADS_IN_FLIGHT``): ``write`` False returns this thread's ``(sum u f, sum u h, sum u)``
+    (phase 2; the classes at the row max give their u to the third sum instead of u h to the
+    second), True writes ``grad[row, j] = a p_j - b u_j h_j`` (phase 3), at the row max in the
+    exact form of ``top`` = ``(H_rest, U_max, h_max, p_max, 1 - p_max, scale)``:
+    ``scale ((H_rest + (U_max - u_j) h_max) p_max - u_j h_max (1 - p_max))`` (float64: the
+    plain form cancels when p_max is close to 1), and returns zeros."""
     loss_part = 0.0
     h_part = 0.0
+    u_max = 0.0
     for j in range(lane, n_cols, 4 * g):
         x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)
         t0, t1, t2, t3 = load4(targets, row, j, g, n_cols)
@@ -149,11 +154,20 @@ def dense_pass(logits, targets, row, lane, g, n_cols, m_x, log_s_x, gamma_x, kee
                 u = dense_weight(x, t, jq, keep, y0, class_weight, has_cw)
                 f, h = _math.softmax_focal_term((m_x - x) + log_s_x, gamma_x)
                 if write:
-                    grad[row, jq] = a * _math.exp_nonpos(x - m_x) - b * u * h
+                    if x == m_x:
+                        h_rest, u_all, h_top, p_top, omp_top, scale = top
+                        uj = float(u)
+                        grad[row, jq] = _math.cast_like(x, scale * (
+                            (h_rest + (u_all - uj) * h_top) * p_top - uj * h_top * omp_top))
+                    else:
+                        grad[row, jq] = a * _math.exp_nonpos(x - m_x) - b * u * h
                 else:
                     loss_part += float(u * f)
-                    h_part += float(u * h)
-    return loss_part, h_part
+                    if x == m_x:
+                        u_max += float(u)
+                    else:
+                        h_part += float(u * h)
+    return loss_part, h_part, u_max
 
 
 @device
@@ -173,18 +187,25 @@ def dense_row(logits, row, n_cols, lane, group_threads, targets, class_weight, s
     log_s_x = _math.cast_like(like, log_s)
     keep = _math.cast_like(like, 1.0 - eps)
     y0 = _math.cast_like(like, eps / n_classes)
-    # 2. loss and H
-    loss_part, h_part = dense_pass(logits, targets, row, lane, group_threads, n_cols, m_x,
-                                   log_s_x, gamma_x, keep, y0, class_weight, has_cw, like, like,
-                                   grad, False)
-    loss, h_sum, _ = group_sums(loss_part, h_part, 0.0, group_threads, shared, scratch)
-    # 3. gradient
+    # 2. loss and H (H_rest: the classes below the row max; U_max: the u of those at it)
+    none = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    loss_part, h_part, u_part = dense_pass(logits, targets, row, lane, group_threads, n_cols,
+                                           m_x, log_s_x, gamma_x, keep, y0, class_weight, has_cw,
+                                           like, like, none, grad, False)
+    loss, h_rest, u_max = group_sums(loss_part, h_part, u_part, group_threads, shared, scratch)
+    # 3. gradient; the classes at the row max (p may be close to 1) in the exact form
     if want_grad:
         scale = sw * grad_scale
+        h_max = 0.0
+        if s1 != -1.0:
+            _, h_max = _math.softmax_focal_term(log_s, gamma)          # gap of the max: log s
+        h_sum = h_rest + u_max * h_max
         a = _math.cast_like(like, scale * h_sum / s)
         b = _math.cast_like(like, scale)
+        top = (h_rest, u_max, h_max, 1.0 / s, -math.expm1(-log_s) if s1 != -1.0 else 0.0,
+               scale)
         dense_pass(logits, targets, row, lane, group_threads, n_cols, m_x, log_s_x, gamma_x,
-                   keep, y0, class_weight, has_cw, a, b, grad, True)
+                   keep, y0, class_weight, has_cw, a, b, top, grad, True)
     return sw * loss
 
 
