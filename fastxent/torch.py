@@ -20,7 +20,8 @@ caller's: ``logits.movedim(1, -1).reshape(-1, C)``).
 How it runs (the Liger-Kernel pattern): the forward pass calls the fused kernel once with
 ``return_grad=True``; the gradient is kept for backward, which only scales it by
 ``grad_output`` (a scalar, or row i by ``grad_output[i]`` for a per-row loss; when
-``grad_output`` is exactly 1 on the CPU the kept gradient is returned as is). Under
+``grad_output`` is exactly 1 on the CPU the kept gradient is returned as is, the first time:
+a second backward through a retained graph gets a copy). Under
 ``torch.no_grad()``, or when the logits do not require grad, no gradient is computed.
 
 * CPU tensors are zero-copy: a contiguous float32/float64 tensor is handed to the kernels as
@@ -99,7 +100,13 @@ class _FusedLoss(torch.autograd.Function):
         (grad,) = ctx.saved_tensors
         if grad_output.dim() == 0:
             if grad_output.device.type == "cpu" and float(grad_output) == 1.0:
-                return _first_derivative_only(grad), None   # no multiply, no copy
+                # the kept gradient itself (no multiply, no copy) the first time; a copy after
+                # that (retain_graph): torch.autograd.grad handed the same tensor out twice,
+                # so editing one result changed the other
+                if not getattr(ctx, "handed_out", False):
+                    ctx.handed_out = True
+                    return _first_derivative_only(grad), None
+                return _first_derivative_only(grad.clone()), None
             return _first_derivative_only(grad * grad_output.to(grad.dtype)), None
         if grad_output.dim() == 1 and grad.dim() == 2:    # per-row losses: scale row i
             return _first_derivative_only(grad * grad_output.to(grad.dtype).unsqueeze(1)), None
@@ -330,7 +337,9 @@ def _one_class_rows(x, targets, n, c, options):
     else:
         from .targets import as_multilabel
         ml = as_multilabel(targets, c, n_rows=n)
-        dense = ml.to_dense(np.float32) if ml is not None else np.asarray(targets)
+        wide = x.dtype == (torch.float64 if on_device else np.float64)
+        dense = (ml.to_dense(np.float64 if wide else np.float32) if ml is not None
+                 else np.asarray(targets))
         if dense.shape != (n, c):
             raise ValueError(f"target must have the logits' shape {(n, c)}, got {dense.shape}")
         targets = np.ascontiguousarray(dense).reshape(n * c, 1)
@@ -413,8 +422,8 @@ def binary_cross_entropy_with_logits(input: torch.Tensor, target: Any,
 
     ``target``: [N, C] in [0, 1], a MultiLabel, scipy.sparse or a sparse torch tensor (never
     densified, except for ``reduction="none"``, whose [N, C] element losses need it).
-    ``weight``: [C], [1, C] or [N, 1]; ``pos_weight``: [C] or a scalar. ``reduction`` may also
-    be ``"row"`` (per-row sums [N]) or ``"batchmean"``.
+    ``weight``: [C], [1, C] or [N, 1]; ``pos_weight``: [C], [1, C] or a scalar. ``reduction``
+    may also be ``"row"`` (per-row sums [N]) or ``"batchmean"``.
     """
     _deprecated(size_average, reduce)
     reduction = _reduction(reduction, ("none", "mean", "sum", "row", "batchmean"))
@@ -450,6 +459,8 @@ def _shape(input: Any):
 def _pos_weight(pos_weight: Any):
     if pos_weight is None:
         return None
+    if np.ndim(pos_weight) == 2 and pos_weight.shape[0] == 1:   # [1, C] broadcasts as [C]
+        pos_weight = pos_weight.reshape(-1)
     if _numel(pos_weight) == 1:
         return float(pos_weight.reshape(()) if isinstance(pos_weight, torch.Tensor)
                      else np.asarray(pos_weight).reshape(()))

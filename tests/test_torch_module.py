@@ -459,3 +459,43 @@ def test_unsupported_torch_transforms_say_so(transform):
     match = "torch.jit.trace" if transform == "jit.trace" else "torch.func transform"
     with pytest.raises(RuntimeError, match=match):
         calls[transform]()
+
+
+def test_autograd_grad_twice_returns_independent_tensors():
+    """torch.autograd.grad through a retained graph: each call returns its own tensor (the
+    kept gradient was handed out twice, so editing one result changed the other), with
+    PyTorch's values; the first call still returns the kept gradient without a copy."""
+    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0, 1, 2, 3])
+    loss = ft.cross_entropy(x, t)
+    g1, = torch.autograd.grad(loss, x, retain_graph=True)
+    g2, = torch.autograd.grad(loss, x, retain_graph=True)
+    assert g1.data_ptr() != g2.data_ptr()
+    want, = torch.autograd.grad(F.cross_entropy(x, t), x)
+    g1.mul_(0.0)                                 # e.g. clipping a returned gradient in place
+    torch.testing.assert_close(g2, want, rtol=1e-12, atol=0)
+
+
+def test_pos_weight_of_shape_1_by_c_broadcasts_like_pytorch():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    t = torch.rand(3, 4, dtype=torch.float64)
+    pw = torch.tensor([[1.0, 2.0, 0.5, 3.0]], dtype=torch.float64)
+    for reduction in ("mean", "sum"):
+        torch.testing.assert_close(
+            ft.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction=reduction),
+            F.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction=reduction),
+            rtol=1e-12, atol=0)
+
+
+def test_element_losses_of_sparse_targets_with_values_keep_float64():
+    """reduction='none' densifies sparse targets for the element losses: in the logits' dtype
+    (float32 before, which left float64 results float32-accurate)."""
+    x = torch.randn(3, 4, dtype=torch.float64)
+    dense = torch.tensor([[0.3, 0, 0.7, 0], [0, 0.1, 0, 0], [0, 0, 0, 0.9]],
+                         dtype=torch.float64)
+    for fn, theirs in ((ft.binary_cross_entropy_with_logits,
+                        lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction="none")),
+                       (ft.sigmoid_focal_loss,
+                        lambda a, b: torchvision_sigmoid_focal_loss(a, b))):
+        ours = fn(x, dense.to_sparse_csr(), reduction="none")
+        torch.testing.assert_close(ours, theirs(x, dense), rtol=1e-12, atol=1e-15)
