@@ -548,8 +548,13 @@ def _describe_batch(batch, seconds, n_threads):
 
 
 def cmd_demo(args):
+    from . import _bench
+
     fx = _import_api()
     n_threads = _set_threads(args.threads)
+    # a batch that cannot fit says so (it ended in NumPy's allocation traceback)
+    _bench.check_memory(_bench.Point(args.rows, args.classes, args.positives, args.dtype,
+                                     n_threads), FAMILIES, peers=True)
     start = time.perf_counter()
     batch = Batch.make(args.rows, args.classes, args.positives, np.dtype(args.dtype), args.seed)
     made = time.perf_counter() - start

@@ -98,6 +98,13 @@ def test_bad_arguments_exit_with_usage_errors():
         assert "usage" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_demo_too_large_for_memory_is_refused():
+    """A demo batch that cannot fit says so and which options to lower, before allocating
+    anything (it ended in NumPy's allocation traceback)."""
+    with pytest.raises(SystemExit, match="lower --rows or --classes"):
+        cli.main(["demo", "--rows", "100000", "--classes", "100000000"])
+
+
 def test_threads_out_of_range_is_refused(capsys):
     import numba
 
