@@ -260,7 +260,9 @@ def evaluate_chunked(loss: Union[str, Callable], logits: Any, targets: Any, *,
     within float64 rounding: a float (an array [N] for ``"none"``), and with ``return_grad`` the
     gradient of that loss, written chunk by chunk into ``grad_out`` (e.g. a memory map opened
     with ``np.lib.format.open_memmap(path, mode="w+", dtype=logits.dtype, shape=logits.shape)``;
-    allocated in memory if not given).
+    allocated in memory if not given). ``grad_out`` may be ``logits`` itself (in place): every
+    chunk's inputs are then validated by a forward pass before the first gradient is written,
+    so that bad input leaves the logits untouched (this reads the logits once more).
     """
     name, function = _resolve_loss(loss)
     _check_options(options)
@@ -303,6 +305,13 @@ def evaluate_chunked(loss: Union[str, Callable], logits: Any, targets: Any, *,
         raise ValueError("grad_out is only written with return_grad=True; "
                          "pass return_grad=True")
     bounds = [(start, min(start + step, n)) for start in range(0, n, step)]
+    if return_grad and np.may_share_memory(grad_out, np.asarray(logits)):
+        # in place: every chunk's inputs are checked (a forward pass, which validates them)
+        # before the first gradient overwrites logits that bad input in a later chunk would
+        # otherwise leave half replaced
+        for start, stop in bounds:
+            function(logits[start:stop], row_slice(targets, start, stop), reduction="sum",
+                     sample_weight=row_slice(sample_weight, start, stop), **options)
 
     if reduction == "none":
         rows = np.empty(n, dtype=dtype)

@@ -252,6 +252,27 @@ def test_evaluate_chunked_grad_out_overlap():
     np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("loss, bad", [("sigmoid_binary_cross_entropy", "target above 1"),
+                                       ("softmax_cross_entropy", "label out of range")])
+def test_evaluate_chunked_in_place_leaves_logits_untouched_on_bad_input(loss, bad, reduction):
+    """In place (grad_out=logits), bad input in a later chunk is refused before any chunk's
+    gradient overwrites its logits (rows 0-5 were already gradients when chunk 4 raised)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((9, 4))
+    if loss == "softmax_cross_entropy":
+        targets = rng.integers(0, 4, 9)
+        targets[7] = 4
+    else:
+        targets = rng.uniform(0.0, 1.0, (9, 4))
+        targets[7, 0] = 1.5
+    before = x.copy()
+    with pytest.raises(ValueError, match="targets"):
+        fastxent.evaluate_chunked(loss, x, targets, reduction=reduction, return_grad=True,
+                                  grad_out=x, chunk_rows=2)
+    np.testing.assert_array_equal(x, before)
+
+
 # ============================================================================================
 # docs/integrations.md: every Python block runs (blocks needing a missing extra are skipped)
 # ============================================================================================
