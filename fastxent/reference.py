@@ -428,7 +428,9 @@ def sigmoid_focal_loss(logits, targets, *, gamma=2.0, alpha=0.25, gamma_neg=None
         neg_log = -np.log(one_minus_pm)
         dneg_log = ind * s * u / one_minus_pm
     q = ys * u + (1.0 - ys) * p_m
-    g = g_pos * ys + g_neg * (1.0 - ys)
+    # (the blend would turn g = 2 into 1.9999999999999998 for targets outside [0, 1], which
+    # fastxent.compat accepts, and q < 0 there: q**g NaN instead of q**2)
+    g = np.full_like(ys, g_pos) if g_pos == g_neg else g_pos * ys + g_neg * (1.0 - ys)
     ce = ys * _softplus(-x) + (1.0 - ys) * neg_log
     if alpha is None or float(alpha) < 0:
         a_t = np.ones_like(x)
@@ -442,7 +444,7 @@ def sigmoid_focal_loss(logits, targets, *, gamma=2.0, alpha=0.25, gamma_neg=None
     if return_grad:
         dq = s * u * ((1.0 - ys) * ind - ys)
         dce = -ys * u + (1.0 - ys) * dneg_log
-        pos_q = q > 0
-        dq_over_q = np.where(pos_q, dq / np.where(pos_q, q, 1.0), 0.0)
+        nonzero = q != 0                          # (q < 0 only for targets outside [0, 1])
+        dq_over_q = np.where(nonzero, dq / np.where(nonzero, q, 1.0), 0.0)
         grad = scale * a_t * (qg * dce + g * qg * dq_over_q * ce)
     return _reduce(rows, grad, reduction, float(n * c), return_grad)

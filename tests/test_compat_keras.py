@@ -548,6 +548,23 @@ def test_targets_outside_0_1_use_the_same_formula(fn):
     close(loss[1:], f(y_in, x, from_logits=True, **kw)[1:], rtol=1e-12)
 
 
+@pytest.mark.parametrize("y, x", [(-0.9, -3.0), (1.5, 2.0), (1.5, -2.0), (-0.5, 1.0)])
+def test_focal_targets_outside_0_1_where_1_minus_p_t_is_negative(y, x):
+    """Targets outside [0, 1] can make 1 - p_t negative: Keras's formula stays finite there
+    (gamma = 2), and so do fastxent's loss and gradient (the exponent came out as
+    1.9999999999999998, which made q**g NaN, and the focal factor's derivative was dropped
+    where q < 0)."""
+    yy, xx = np.array([[y]]), np.array([[x]])
+    p = 1 / (1 + np.exp(-x))
+    bce = y * np.logaddexp(0, -x) + (1 - y) * np.logaddexp(0, x)
+    p_t = y * p + (1 - y) * (1 - p)
+    want = (1 - p_t) ** 2 * bce                  # semantics.md 1.2, alpha balancing off
+    loss, grad = keras.binary_focal_crossentropy(yy, xx, from_logits=True, return_grad=True)
+    close(loss, [want], rtol=1e-12)
+    close(grad, fd_grad(lambda q: keras.binary_focal_crossentropy(yy, q, from_logits=True), xx),
+          rtol=1e-6, atol=1e-10)
+
+
 def test_dtypes():
     x64 = RNG.random((2, 3))
     assert keras.binary_crossentropy(np.ones((2, 3)), x64).dtype == np.float64
