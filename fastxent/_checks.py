@@ -79,6 +79,22 @@ def _native(arr: np.ndarray) -> np.ndarray:
     return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
+def _torch_logits(value: Any) -> None:
+    """A CPU torch tensor works as an array, except the two cases NumPy cannot view, which
+    torch reported in its own terms ("Can't call numpy() on Tensor that requires grad",
+    "unsupported ScalarType BFloat16")."""
+    if not type(value).__module__.startswith("torch"):
+        return
+    if getattr(value, "requires_grad", False):
+        raise TypeError("logits is a torch tensor that requires grad: use fastxent.torch "
+                        "(cross_entropy, binary_cross_entropy_with_logits, sigmoid_focal_loss: "
+                        "autograd through the fused gradient), or pass logits.detach()")
+    if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+        raise TypeError("logits must be float32 or float64, got torch.bfloat16 (which NumPy "
+                        "cannot hold); cast with logits.float(), or use fastxent.torch, "
+                        "which takes bfloat16")
+
+
 def logits(value: Any) -> np.ndarray:
     """2-D float32/float64 logits, C-contiguous (non-contiguous or byte-swapped input is
     copied)."""
@@ -86,6 +102,7 @@ def logits(value: Any) -> np.ndarray:
         raise TypeError("logits must be a float array [N, C], got a MultiLabel; "
                         "did you swap logits and targets?")
     no_masked_entries(value, "logits")
+    _torch_logits(value)
     arr = _native(np.asarray(value))
     if arr.dtype.kind != "f" or arr.dtype not in (np.float32, np.float64):
         if arr.dtype.kind == "c":

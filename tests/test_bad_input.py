@@ -1107,3 +1107,17 @@ def test_masked_arrays_without_masked_entries_work(name, backend):
     x, y = make_logits(), default_targets(name)
     want = FUNCS[name](x, y, backend=backend)
     assert FUNCS[name](np.ma.masked_array(x), np.ma.masked_array(y), backend=backend) == want
+
+
+@pytest.mark.parametrize("case", ["requires grad", "bfloat16"])
+def test_torch_logits_numpy_cannot_view_say_what_to_do(no_kernel, name, case):
+    """A CPU torch tensor works as logits; one that requires grad or is bfloat16 raises a
+    TypeError naming logits and the way out (torch's own errors were a RuntimeError about
+    numpy() and 'unsupported ScalarType BFloat16')."""
+    torch = pytest.importorskip("torch", reason="PyTorch not installed")
+    x = torch.randn(N, C, dtype=torch.float64)
+    x = x.requires_grad_(True) if case == "requires grad" else x.bfloat16()
+    match = "fastxent.torch" if case == "requires grad" else "logits.float()"
+    with pytest.raises(TypeError, match=match):
+        FUNCS[name](x, default_targets(name))
+    assert not no_kernel
