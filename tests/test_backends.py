@@ -1009,6 +1009,33 @@ def test_bug_float32_focal_confident_row(backend):
     assert_grad_close(grad, e_grad, np.float32)
 
 
+def test_softmax_ce_sparse_gradient_without_cancellation(backend):
+    """Float64, element by element (rtol 1e-12): (a) with smoothing, the row's max class holds
+    the target mass without being a positive (class weight 0 on the label): its gradient
+    a p - b w cancelled (off by 3.5e-8, or lost entirely: 0 for -1.06e-18); (b) a positive
+    holding nearly all of the mass (values 1 and 1e-10): the others' mass as wy_sum - wy
+    cancelled (off by 8e-8). Class indices, sparse and dense targets agree with the
+    reference."""
+    x = np.array([[0.0, 20.0], [0.0, 40.0]])
+    kw = dict(class_weight=np.array([0.0, 1.0]), label_smoothing=0.5, z_loss=0.0)
+    cases = [(x, np.array([0, 0]), kw),
+             (x, fastxent.MultiLabel.from_lists([[0], [0]], 2), kw),
+             (np.array([[30.0, 0.0, 0.0], [0.0, 25.0, -3.0]]),
+              fastxent.MultiLabel([0, 2, 4], [0, 1, 1, 2], 3, values=[1.0, 1e-10, 1.0, 1e-9]),
+              {}),
+             (np.array([[30.0, 0.0, 0.0]]),
+              fastxent.MultiLabel([0, 2], [0, 1], 3, values=[1.0, 1e-10]),
+              {"z_loss": 1e-3})]
+    for logits, targets, kwargs in cases:
+        for reduction in ("sum", "none"):
+            _, grad = fastxent.softmax_cross_entropy(logits, targets, reduction=reduction,
+                                                     return_grad=True, backend=backend,
+                                                     **kwargs)
+            _, e_grad = R.softmax_cross_entropy(logits, targets, reduction=reduction,
+                                                return_grad=True, **kwargs)
+            np.testing.assert_allclose(grad, e_grad, rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS.get)
 def test_softmax_focal_dense_targets_confident_top_class(backend, dtype):
     """Dense targets whose top class is predicted confidently (p up to 1 - 3e-7): the top

@@ -35,15 +35,34 @@ cdef inline double exact_grad(double gap, double mass_rest, double u) noexcept n
     return mass_rest * libm_exp(-gap) - u * (-libm_expm1(-gap))
 
 
+cdef double others_mass(Py_ssize_t k, double wy, double wy_sum, const int64_t* cols,
+                        const double* vals, Py_ssize_t n_pos, const double* class_weight,
+                        double mass_pos) noexcept nogil:
+    """``sum w y`` over the row's positives but ``k``: ``wy_sum - wy``, or for a positive that
+    holds more than half of the mass (at most one does) the direct sum of the others, which
+    the difference would cancel (values 1 and 1e-10: float64 gradient off by 8e-8)."""
+    cdef double total = 0.0, wq
+    cdef Py_ssize_t q
+    if not wy > 0.5 * wy_sum:
+        return wy_sum - wy
+    for q in range(n_pos):
+        if q != k:
+            wq = (vals[q] if vals != NULL else 1.0) / mass_pos
+            if class_weight != NULL:
+                wq = wq * class_weight[cols[q]]
+            total += wq
+    return total
+
+
 cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssize_t n_classes,
                        const int64_t* cols, const double* vals, Py_ssize_t n_pos,
                        const double* class_weight, double sw, double eps, double z_loss,
                        double grad_scale, double cw_sum, double cached_row_bytes,
                        double* pos_buf, floating* row_buf) noexcept nogil:
     cdef double mass_pos = 0.0, s1, s, log_s, lse, wy_sum, wy_gap, wy, mass, gap, loss
-    cdef double scale, w, rest, u
+    cdef double scale, w, rest, u, top_grad
     cdef floating m, a, b
-    cdef Py_ssize_t k, j, c
+    cdef Py_ssize_t k, j, c, top
     for k in range(n_pos):
         mass_pos += vals[k] if vals != NULL else 1.0
     if n_pos == 0 or not mass_pos > 0.0:                # no target distribution: not counted
@@ -84,13 +103,25 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
             wy = (vals[k] if vals != NULL else 1.0) / mass_pos     # as in phase 2, bit for bit
             if class_weight != NULL:
                 wy = wy * w
-            rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
-                    + 2.0 * z_loss * lse)
+            rest = ((1.0 - eps) * others_mass(k, wy, wy_sum, cols, vals, n_pos, class_weight,
+                                              mass_pos)
+                    + eps / n_classes * (cw_sum - w) + 2.0 * z_loss * lse)
             u = (1.0 - eps) * wy + eps / n_classes * w
             pos_buf[k] = scale * exact_grad(fence(<double>m - <double>xr[c]) + log_s, rest, u)
+        # with smoothing every class has u = eps w / C: the row's max (p may be close to 1),
+        # when it is no positive, in the exact form too (a p - b w cancelled there)
+        top = argmax_of(xr, n_classes, m) if eps > 0.0 else -1
+        top_grad = 0.0
+        if top >= 0:
+            w = class_weight[top] if class_weight != NULL else 1.0
+            top_grad = scale * exact_grad(log_s, (1.0 - eps) * wy_sum
+                                          + eps / n_classes * (cw_sum - w) + 2.0 * z_loss * lse,
+                                          eps / n_classes * w)
         a = <floating>(scale * (mass + 2.0 * z_loss * lse) / s)
         b = <floating>(scale * eps / n_classes)
         write_softmax_grad(xr, gr, n_classes, m, a, b, class_weight)
+        if top >= 0:
+            gr[top] = <floating>top_grad
         for k in range(n_pos):
             gr[cols[k]] = <floating>pos_buf[k]
     return loss
@@ -134,7 +165,10 @@ cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_cla
         wy = (vals[k] if vals != NULL else 1.0) / mass_pos            # as in phase 2, bit for bit
         if class_weight != NULL:
             wy = wy * class_weight[c]
-        pos_buf[k] = scale * exact_grad(pos_buf[k] + log_s, wy_sum - wy + 2.0 * z_loss * lse, wy)
+        pos_buf[k] = scale * exact_grad(pos_buf[k] + log_s,
+                                        others_mass(k, wy, wy_sum, cols, vals, n_pos,
+                                                    class_weight, mass_pos)
+                                        + 2.0 * z_loss * lse, wy)
     stream_scaled_row(gr, row_buf, n_classes,
                       <floating>(scale * (wy_sum + 2.0 * z_loss * lse) / s))
     for k in range(n_pos):

@@ -32,6 +32,23 @@ def exact_grad(gap, mass_rest, u):
 
 
 @njit(**JIT_OPTIONS)
+def others_mass(k, wy, wy_sum, cols, vals, has_values, class_weight, has_cw, mass_pos):
+    """``sum w y`` over the row's positives but ``k``: ``wy_sum - wy``, or for a positive that
+    holds more than half of the mass (at most one does) the direct sum of the others, which
+    the difference would cancel (values 1 and 1e-10: float64 gradient off by 8e-8)."""
+    if not wy > 0.5 * wy_sum:
+        return wy_sum - wy
+    total = 0.0
+    for q in range(cols.size):
+        if q != k:
+            wq = (vals[q] if has_values else 1.0) / mass_pos
+            if has_cw:
+                wq *= class_weight[cols[q]]
+            total += wq
+    return total
+
+
+@njit(**JIT_OPTIONS)
 def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, sw, options,
                pos_buf, row_buf):
     wide_vectors()
@@ -77,14 +94,26 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
             wy = (vals[k] if has_values else 1.0) / mass_pos     # as in phase 2, bit for bit
             if has_cw:
                 wy *= w
-            rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
-                    + 2.0 * z_loss * lse)
+            rest = ((1.0 - eps) * others_mass(k, wy, wy_sum, cols, vals, has_values,
+                                              class_weight, has_cw, mass_pos)
+                    + eps / n_classes * (cw_sum - w) + 2.0 * z_loss * lse)
             u = (1.0 - eps) * wy + eps / n_classes * w
             pos_buf[k] = scale * exact_grad(_math.fence(float(m) - float(xr[c])) + log_s,
                                             rest, u)
+        # with smoothing every class has u = eps w / C: the row's max (p may be close to 1),
+        # when it is no positive, in the exact form too (a p - b w cancelled there)
+        top = argmax_of(xr, m) if eps > 0.0 else -1
+        top_grad = 0.0
+        if top >= 0:
+            w = class_weight[top] if has_cw else 1.0
+            top_grad = scale * exact_grad(log_s, (1.0 - eps) * wy_sum
+                                          + eps / n_classes * (cw_sum - w) + 2.0 * z_loss * lse,
+                                          eps / n_classes * w)
         a = _math.cast_like(m, scale * (mass + 2.0 * z_loss * lse) / s)
         b = _math.cast_like(m, scale * eps / n_classes)
         write_softmax_grad(xr, gr, m, a, b, class_weight, has_cw)
+        if top >= 0:
+            gr[top] = _math.cast_like(m, top_grad)
         for k in range(cols.size):
             gr[cols[k]] = _math.cast_like(m, pos_buf[k])
     return loss
@@ -125,8 +154,10 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
         wy = (vals[k] if has_values else 1.0) / mass_pos           # as in phase 2, bit for bit
         if has_cw:
             wy *= class_weight[c]
-        pos_buf[k] = scale * exact_grad(pos_buf[k] + log_s, wy_sum - wy + 2.0 * z_loss * lse,
-                                        wy)
+        pos_buf[k] = scale * exact_grad(pos_buf[k] + log_s,
+                                        others_mass(k, wy, wy_sum, cols, vals, has_values,
+                                                    class_weight, has_cw, mass_pos)
+                                        + 2.0 * z_loss * lse, wy)
     a = _math.cast_like(m, scale * (wy_sum + 2.0 * z_loss * lse) / s)
     stream_scaled_row(gr, row_buf[:xr.size], a, address_of(gr) == address_of(xr))
     for k in range(cols.size):
