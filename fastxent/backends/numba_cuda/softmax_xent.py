@@ -32,41 +32,14 @@ def exact_grad(gap, mass_rest, u):
 
 
 @device
-def others_mass(k, k0, k1, wy, wy_sum, indices, values, has_values, class_weight, has_cw,
-                mass_pos):
-    """``sum w y`` over the row's positives but ``k``: ``wy_sum - wy``, or for a positive that
-    holds more than half of the mass (at most one does) the direct sum of the others, which
-    the difference would cancel (values 1 and 1e-10: float64 gradient off by 8e-8)."""
-    if not wy > 0.5 * wy_sum:
-        return wy_sum - wy
-    total = 0.0
-    for q in range(k0, k1):
-        if q != k:
-            wq = (values[q] if has_values else 1.0) / mass_pos
-            if has_cw:
-                wq *= class_weight[indices[q]]
-            total += wq
-    return total
-
-
-@device
-def sparse_element(x, j, row, m_x, a, b, eps, class_weight, has_cw, grad, want_grad, counted,
-                   top):
+def sparse_element(x, j, row, m_x, a, b, eps, class_weight, has_cw, grad, want_grad, counted):
     """One logit of the gradient pass: writes ``grad[row, j] = a exp(x - m) - b w_j`` (0 for a
     row that is not counted) and returns the smoothing's gap term ``w_j (m - x)`` (0 without
-    smoothing). With smoothing, a logit at the row max (p may be close to 1) is written in the
-    exact form from ``top = (scale, log_s, (1 - eps) wy_sum + 2 z_loss lse, eps / C, cw_sum)``
-    (``a p - b w`` cancelled there; a positive's value is overwritten afterwards)."""
+    smoothing)."""
     if want_grad:
         if counted:
             w = _math.cast_like(x, class_weight[j]) if has_cw else _math.cast_like(x, 1.0)
-            if eps > 0.0 and x == m_x:
-                scale, log_s, base, eps_c, cw_sum = top
-                w64 = class_weight[j] if has_cw else 1.0
-                grad[row, j] = _math.cast_like(x, scale * exact_grad(
-                    log_s, base + eps_c * (cw_sum - w64), eps_c * w64))
-            else:
-                grad[row, j] = a * _math.exp_nonpos(x - m_x) - b * w
+            grad[row, j] = a * _math.exp_nonpos(x - m_x) - b * w
         else:
             grad[row, j] = _math.cast_like(x, 0.0)
     if eps > 0.0:
@@ -106,7 +79,6 @@ def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values
     a = _math.cast_like(like, scale * (mass + 2.0 * z_loss * lse) / s)
     b = _math.cast_like(like, scale * eps / n_classes)
     gap_part = 0.0
-    top = (scale, log_s, (1.0 - eps) * wy_sum + 2.0 * z_loss * lse, eps / n_classes, cw_sum)
     g = group_threads
     for j in range(lane, n_cols, 4 * g):            # LOADS_IN_FLIGHT (4) logits loaded before
         j1 = j + g                                   # the first is used
@@ -114,16 +86,16 @@ def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values
         j3 = j + 3 * g
         x0, x1, x2, x3 = load4(logits, row, j, g, n_cols)
         gap_part += sparse_element(x0, j, row, m_x, a, b, eps, class_weight, has_cw, grad,
-                                   want_grad, counted, top)
+                                   want_grad, counted)
         if j1 < n_cols:
             gap_part += sparse_element(x1, j1, row, m_x, a, b, eps, class_weight, has_cw, grad,
-                                       want_grad, counted, top)
+                                       want_grad, counted)
         if j2 < n_cols:
             gap_part += sparse_element(x2, j2, row, m_x, a, b, eps, class_weight, has_cw, grad,
-                                       want_grad, counted, top)
+                                       want_grad, counted)
         if j3 < n_cols:
             gap_part += sparse_element(x3, j3, row, m_x, a, b, eps, class_weight, has_cw, grad,
-                                       want_grad, counted, top)
+                                       want_grad, counted)
     wv_gap_part = 0.0
     for k in range(k0 + lane, k1, group_threads):
         c = indices[k]
@@ -138,9 +110,8 @@ def sparse_row(logits, row, n_cols, lane, group_threads, k0, k1, indices, values
             wy = (values[k] if has_values else 1.0) / mass_pos
             if has_cw:
                 wy *= w
-            rest = ((1.0 - eps) * others_mass(k, k0, k1, wy, wy_sum, indices, values,
-                                              has_values, class_weight, has_cw, mass_pos)
-                    + eps / n_classes * (cw_sum - w) + 2.0 * z_loss * lse)
+            rest = ((1.0 - eps) * (wy_sum - wy) + eps / n_classes * (cw_sum - w)
+                    + 2.0 * z_loss * lse)
             u = (1.0 - eps) * wy + eps / n_classes * w
             grad[row, c] = _math.cast_like(like, scale * exact_grad((m - pos_buf[k]) + log_s,
                                                                     rest, u))
