@@ -19,7 +19,8 @@ if "numba" not in fastxent.available_backends():
     pytest.skip("the Numba CPU backend is not available", allow_module_level=True)
 
 from fastxent.backends.numba_cpu import kernels  # noqa: E402
-from fastxent.backends.numba_cpu._rows import BLOCK, GUARD, thread_buffers  # noqa: E402
+from fastxent.backends.numba_cpu._rows import (BLOCK, GUARD, SCRATCH_ALIGN,  # noqa: E402
+                                               thread_buffers)
 from fastxent.backends.numba_cpu.sigmoid import sigmoid_sparse  # noqa: E402
 
 
@@ -68,14 +69,31 @@ def test_sparse_sigmoid_ignores_what_lies_below_its_scratch_rows(dtype, params):
     arena = np.zeros(64 + threads * BLOCK + 2 * GUARD, dtype=dtype)
     block_bufs = arena[64 + GUARD:64 + GUARD + threads * BLOCK].reshape(threads, BLOCK)
     own = thread_buffers(threads, BLOCK, dtype)
-    assert own.ctypes.data - own.base.ctypes.data == GUARD * own.itemsize
-    assert own.base.size == threads * BLOCK + 2 * GUARD and own.flags.c_contiguous
+    below_own = own.ctypes.data - own.base.ctypes.data
+    above_own = own.base.nbytes - below_own - own.nbytes
+    assert below_own >= GUARD * own.itemsize and above_own >= GUARD * own.itemsize
+    assert own.shape == (threads, BLOCK) and own.flags.c_contiguous
     for below in range(0, 17):           # a stand-in 0 .. 16 elements below the allocation
         stand_in = arena[64 - below:64 - below + 1][:0]
         assert stand_in.ctypes.data == block_bufs.ctypes.data - (below + GUARD) * arena.itemsize
         loss, grad = call(block_bufs, stand_in)
         np.testing.assert_array_equal(loss, want_loss)
         np.testing.assert_array_equal(grad, want_grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [1, 5, 16, 31, 256, 1000])
+def test_thread_buffers_share_no_cache_line(dtype, width):
+    """Each thread's scratch row starts on a SCRATCH_ALIGN boundary and is whole SCRATCH_ALIGN
+    blocks wide (at least ``width``), GUARD elements clear of either end of the allocation."""
+    for threads in (1, 2, 3):
+        bufs = thread_buffers(threads, width, dtype)
+        assert bufs.shape[0] == threads and bufs.shape[1] >= width and bufs.flags.c_contiguous
+        assert bufs.ctypes.data % SCRATCH_ALIGN == 0
+        assert bufs.strides[0] % SCRATCH_ALIGN == 0
+        below = bufs.ctypes.data - bufs.base.ctypes.data
+        assert below >= GUARD * bufs.itemsize
+        assert bufs.base.nbytes - below - bufs.nbytes >= GUARD * bufs.itemsize
 
 
 FAMILIES = ["softmax_cross_entropy", "softmax_focal_loss", "sigmoid_binary_cross_entropy",

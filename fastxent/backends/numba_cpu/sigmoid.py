@@ -20,7 +20,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from ... import _math
-from ._primitives import JIT_OPTIONS, wide_vectors
+from ._primitives import JIT_OPTIONS, prefetch, wide_vectors
 from ._rows import BLOCK, block_buffer, prefetch_ahead, source_row
 
 
@@ -147,7 +147,7 @@ def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use
                                      use_pw, prm, scale, start, n)
 
 
-@njit(**JIT_OPTIONS)
+@njit(inline="always", **JIT_OPTIONS)
 def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm,
                       scale, start, stop):
     """``background_pass`` over the blocks from ``start`` to ``stop`` (block boundaries),
@@ -194,7 +194,7 @@ def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, u
     return total
 
 
-@njit(**JIT_OPTIONS)
+@njit(inline="always", **JIT_OPTIONS)
 def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm, scale,
                    b0, b1, cols, kp, lbuf):
     """``(sum, kp)``: ``background_pass`` over the block ``[b0, b1)``, which holds the
@@ -255,6 +255,8 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
     scale = sw * grad_scale
     # 2. loss: the positives' own terms (before any write: logits may alias grad)
     loss = 0.0
+    for k in range(cols.size):
+        prefetch(xr, cols[k], False)
     for k in range(cols.size):
         c = cols[k]
         x = xr[c]
