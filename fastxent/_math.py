@@ -21,6 +21,7 @@ primitive              meaning (float64: exactly this)  float32 in the Numba CPU
                                                         (vector loops: ``vrcp14ps`` and one
                                                         Newton step, two FMAs, not ``vdivps``)
 ``fence(x)``           ``x``                            ``llvm.arithmetic.fence``
+``sub_exact(a, b)``    ``a - b``                        ``fsub`` without ``reassoc``
 ``rint(t)``            a nearest integer, as a float    ``llvm.rint`` (one round instruction)
 ``rint_exp2(t)``       ``(k, 2.0 ** k)``, k a nearest   ``j = t + B``, ``B = 1.5 * 2**23 + 127``,
                        integer to t in [-126, 127]      leaves k + 127 in j's low bits: ``k = j - B``
@@ -94,6 +95,13 @@ def fence(x):
     """``x`` itself; compiled code may not reassociate arithmetic across it (fast-math
     reassociation would otherwise turn ``(m - x) + log_s`` into ``(m + log_s) - x``)."""
     return x
+
+
+def sub_exact(a, b):
+    """``a - b``, an operation compiled code may not reassociate with those around it
+    (fast-math reassociation would turn ``(x - hi) - lo`` into ``x - (hi + lo)``, where
+    ``hi + lo`` rounds back to ``hi``)."""
+    return a - b
 
 
 def rint(t):
@@ -280,8 +288,8 @@ def bce_negative_term(x):
 
 
 def focal_negative_term(x, gamma_neg, alpha):
-    """``focal_term(x, 0, ., gamma_neg, 0, alpha)``, a negative without probability shifting, in
-    closed form: ``log p = -softplus(-x)`` gives ``p**g = exp(-g softplus(-x))`` and
+    """``focal_term(x, 0, ., gamma_neg, 0, alpha, 0, 0)``, a negative without probability
+    shifting, in closed form: ``log p = -softplus(-x)`` gives ``p**g = exp(-g softplus(-x))`` and
     ``q**(g-1) dq/dx = p**g (1 - p) g``, so
     ``l = a p**g softplus(x)``, ``dl/dx = a p**g (g (1 - p) softplus(x) + p)``, ``a = 1 - alpha``
     (1 if alpha < 0): no branch on the exponent and no division, which lets the background
@@ -320,22 +328,52 @@ def focal_pow(q, g):
     return res
 
 
-def focal_term(x, y, gamma, gamma_neg, clip, alpha):
+def clip_logit(clip, single):
+    """``(hi, lo)``: ``logit(clip) = log(clip / (1 - clip))`` as an unevaluated sum, ``hi``
+    rounded to float32 if ``single`` (and ``lo`` the float32 of the rest), else ``hi`` the
+    float64 value and ``lo = 0``. ``focal_term`` takes it to measure how far a logit lies past
+    the clip threshold (``(x - hi) - lo``: exact for x near it, where ``sigmoid(x) - clip``
+    cancelled). Plain Python (parameters are set up once per call); (0, 0) for ``clip = 0``."""
+    if not clip > 0.0:
+        return 0.0, 0.0
+    t = math.log(clip) - math.log1p(-clip)
+    if not single:
+        return t, 0.0
+    hi = _round_to_float32(t)
+    return hi, _round_to_float32(t - hi)
+
+
+def _round_to_float32(v):
+    import struct
+
+    return struct.unpack("f", struct.pack("f", v))[0]
+
+
+def focal_term(x, y, gamma, gamma_neg, clip, alpha, clip_hi, clip_lo):
     """Sigmoid focal / asymmetric loss of one logit and its derivative (see docs/losses.md):
     ``p_m = max(p - clip, 0)``, ``q = y (1-p) + (1-y) p_m``, ``g = gamma y + gamma_neg (1-y)``,
     ``ce = y softplus(-x) - (1-y) log(1 - p_m)``, ``a = alpha y + (1-alpha)(1-y)`` (1 if alpha < 0),
-    ``l = a q**g ce``. The derivative keeps the focal factor (it is not detached)."""
+    ``l = a q**g ce``. The derivative keeps the focal factor (it is not detached).
+    ``(clip_hi, clip_lo) = clip_logit(clip, .)``: with ``d = x - logit(clip)``,
+    ``p_m = p (1 - clip) (1 - exp(-d))`` for 0 < d < ln 2 (``p - clip`` lost the digits of a logit
+    near the threshold: 2e-3 relative error in float32 rows sitting within 1e-4 of it; above,
+    ``p - clip`` keeps at least half of p and has fewer roundings), and
+    ``-log(1 - p_m) = log1p(p_m / (1 - p_m))`` while that ratio is at most 1."""
     zero = cast_like(x, 0.0)
     one = cast_like(x, 1.0)
     sp_pos, sp_neg, p, p_neg = softplus_pair(x)
     ny = one - y
     dp = p * p_neg                                   # dp/dx = p (1 - p)
     if clip > zero:
-        shifted = p > clip
-        p_m = p - clip if shifted else zero
+        d = sub_exact(x - clip_hi, clip_lo)          # x - logit(clip), exact near 0
+        shifted = d > zero
+        d = d if shifted else zero
+        # below ln 2 (p < 2 clip / (1 + clip)) p - clip cancels
+        p_m = p * (one - clip) * neg_expm1(d) if d < cast_like(x, LN2) else p - clip
+        p_m = p_m if shifted else zero
         keep = p_neg + clip                          # 1 - p_m
         keep = keep if keep < one else one
-        ce_neg = -log(keep)
+        ce_neg = log1p_unit(p_m / keep) if p_m <= keep else -log(keep)
         dp_m = dp if shifted else zero
         dce_neg = dp / keep if shifted else zero
     else:

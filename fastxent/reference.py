@@ -18,6 +18,8 @@ the loss, or ``(loss, grad)`` with ``return_grad=True``; the loss is a Python fl
 d loss_n / d logits_n).
 """
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -388,7 +390,7 @@ def sigmoid_focal_loss(logits, targets, *, gamma=2.0, alpha=0.25, gamma_neg=None
 
     With ``s = sigma(x)``, ``u = 1 - s = sigma(-x)`` (computed directly), ``m = clip``::
 
-        p_m = max(s - m, 0)
+        p_m = max(s - m, 0)                           (as s (1 - m) (1 - exp(-(x - logit(m)))))
         q   = y' u + (1 - y') p_m                     (= 1 - p_t)
         g   = gamma y' + gamma_neg (1 - y')
         ce  = y' softplus(-x) - (1 - y') log(1 - p_m)
@@ -422,10 +424,17 @@ def sigmoid_focal_loss(logits, targets, *, gamma=2.0, alpha=0.25, gamma_neg=None
         neg_log = _softplus(x)                      # -log(1 - s)
         dneg_log = s                                # d/dx of -log(1 - s)
     else:
-        p_m = np.maximum(s - m, 0.0)
-        ind = (s > m).astype(np.float64)
+        # s - m cancels for a logit near the threshold logit(m): p_m from d = x - logit(m)
+        d = x - (math.log(m) - math.log1p(-m))
+        with np.errstate(invalid="ignore"):
+            shifted = d > 0.0
+            near = s * (1.0 - m) * -np.expm1(-np.where(shifted, d, 0.0))
+            p_m = np.where(shifted, np.where(d < math.log(2.0), near, s - m), 0.0)
+        ind = shifted.astype(np.float64)
         one_minus_pm = np.minimum(u + m, 1.0)       # 1 - p_m without cancellation
-        neg_log = -np.log(one_minus_pm)
+        small = p_m <= one_minus_pm                 # -log(1 - p_m) = log1p(p_m / (1 - p_m))
+        neg_log = np.where(small, np.log1p(np.where(small, p_m, 0.0) / one_minus_pm),
+                           -np.log(one_minus_pm))
         dneg_log = ind * s * u / one_minus_pm
     q = ys * u + (1.0 - ys) * p_m
     # (the blend would turn g = 2 into 1.9999999999999998 for targets outside [0, 1], which

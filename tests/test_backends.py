@@ -21,6 +21,7 @@ and 70 (see there).
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import zlib
 
@@ -718,6 +719,30 @@ def test_sigmoid_focal_squared_negatives(backend, alpha):
         for extra in ({}, {"gamma_neg": 2.0}):
             run_and_check("sigmoid_focal_loss", backend, logits, targets,
                           {"gamma": 2.0, "alpha": alpha, "class_weight": weights, **extra}, "sum")
+
+
+@pytest.mark.parametrize("clip", [0.05, 0.3])
+def test_sigmoid_focal_logits_just_past_the_clip(backend, clip):
+    """Every logit of a row within ``span`` above the clip threshold ``logit(clip)``: the
+    shifted probability ``p - clip`` is then a few ulps of p, and computing it as a difference
+    gave float32 row losses 2e-3 off (span 1e-4) and gradients 1e-2 of max |grad|. The kernels
+    take it from ``x - logit(clip)`` (``_math.focal_term``); rows must meet the contract
+    (float32: loss rtol 1e-5, gradient 1e-6 of max |grad|), CSR and dense targets, with and
+    without smoothing, gamma_neg 4 (loss ~ p_m**5) and 1."""
+    c = sim_shrink([3000], [40])[0]
+    t = math.log(clip) - math.log1p(-clip)
+    rng = np.random.default_rng(seed_of("clip-edge", c, clip))
+    for dtype in DTYPES:
+        rows = [t + span * np.sort(rng.random(c)) for span in (1e-4, 1e-3, 1e-2, 1.0)]
+        logits = np.array(rows).astype(dtype)
+        logits[:, 0] = np.nextafter(dtype(t), dtype(np.inf))      # the first logit past it
+        targets = fastxent.MultiLabel.from_lists([[], [3], [], [1, c - 1]], c)
+        dense = targets.to_dense().astype(dtype)
+        for y, extra in ((targets, {}), (dense, {}), (targets, {"label_smoothing": 0.1})):
+            for gamma_neg in (4.0, 1.0):
+                run_and_check("sigmoid_focal_loss", backend, logits, y,
+                              {"gamma": 2.0, "gamma_neg": gamma_neg, "clip": clip,
+                               "alpha": 0.25, **extra}, "none")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"),

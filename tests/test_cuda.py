@@ -569,7 +569,8 @@ def test_kernel_registers_leave_room_for_loads_in_flight():
     """What the README's on-paper performance rests on, as compiled for a Hopper GPU: every
     loss kernel keeps at least 2 blocks of 256 threads per SM, float32 ones 3 (the register
     caps of ``_config``), and the float32 kernels of the main paths (class indices or CSR
-    targets) do it without spilling more than a register to local memory."""
+    targets) do it without spilling more than a register to local memory (focal with
+    ``clip > 0`` has kernels of its own, ``clip_*``, held to the blocks per SM only)."""
     from fastxent.backends.numba_cuda import launch
     table = launch.kernel_resources()
     assert len(table) == len(launch.signatures())

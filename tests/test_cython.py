@@ -196,7 +196,12 @@ FORMULAS = ["softplus_pair", "bce_term", "bce_negative_term", "focal_negative_te
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name", FORMULAS)
 def test_formulas_match_python_and_numba(name, dtype):
-    args = [np.asarray(a, dtype=dtype) for a in _formula_cases(name)]
+    cases = _formula_cases(name)
+    if name == "focal_term":         # + (clip_hi, clip_lo) = clip_logit(clip) in the dtype
+        hi_lo = np.array([_math.clip_logit(float(dtype(c)), dtype == np.float32)
+                          for c in cases[4]]).reshape(-1, 2)
+        cases = cases + [hi_lo[:, 0], hi_lo[:, 1]]
+    args = [np.asarray(a, dtype=dtype) for a in cases]
     got = _support.apply(name, *args, dtype=dtype)
     got = got if isinstance(got, tuple) else (got,)
     py = [getattr(_math, name)(*[float(a[i]) for a in args]) for i in range(args[0].size)]

@@ -80,8 +80,8 @@ def bce_term(x, y, w):
 
 
 @numba.njit(**kernel)
-def focal_term(x, y, gamma, gamma_neg, clip, alpha):
-    return _math.focal_term(x, y, gamma, gamma_neg, clip, alpha)
+def focal_term(x, y, gamma, gamma_neg, clip, alpha, clip_hi, clip_lo):
+    return _math.focal_term(x, y, gamma, gamma_neg, clip, alpha, clip_hi, clip_lo)
 
 
 @numba.njit(**kernel)
@@ -527,8 +527,14 @@ def _as_rows(values):
     return np.array([v if isinstance(v, tuple) else (v,) for v in values], dtype=np.float64)
 
 
+def _full_case(formula, case, single):
+    """The arguments of ``formula``: focal_term's case + ``clip_logit(clip)`` in the dtype."""
+    return case + M.clip_logit(case[4], single) if formula == "focal_term" else case
+
+
 def evaluate(formula, cases, dtype=None):
     """Rows of outputs: the pure-Python definition (dtype None) or the Numba compilation."""
+    cases = [_full_case(formula, c, dtype is np.float32) for c in cases]
     if dtype is None:
         fn = getattr(M, formula)
         return _as_rows([fn(*c) for c in cases])
@@ -595,11 +601,11 @@ def test_negative_terms_are_the_general_terms_at_y0(x):
         assert M.bce_negative_term(x) == pytest.approx(M.bce_term(x, 0.0, w), rel=1e-15, abs=0)
     for g, a in itertools.product(GAMMAS + [4.0, 0.5], ALPHAS):
         got = M.focal_negative_term(x, g, a)
-        want = M.focal_term(x, 0.0, 7.0, g, 0.0, a)
+        want = M.focal_term(x, 0.0, 7.0, g, 0.0, a, 0.0, 0.0)
         assert got == pytest.approx(want, rel=1e-13, abs=1e-300), (x, g, a)
     for a in ALPHAS:                 # gamma_neg = 2 with p * p for p**2
         got = M.focal_negative_term_sq(x, a)
-        assert got == pytest.approx(M.focal_term(x, 0.0, 7.0, 2.0, 0.0, a), rel=1e-13,
+        assert got == pytest.approx(M.focal_term(x, 0.0, 7.0, 2.0, 0.0, a, 0.0, 0.0), rel=1e-13,
                                     abs=1e-300), (x, a)
         assert got == pytest.approx(M.focal_negative_term(x, 2.0, a), rel=1e-13, abs=1e-300)
 
@@ -623,12 +629,36 @@ def test_numba_float32_close_to_definition(formula):
                              f"{bound[i, j]:.3g}); {int(bad.sum())} entries off")
 
 
+@pytest.mark.parametrize("clip", [0.05, 0.3, 1e-6])
+def test_focal_term_float32_just_past_the_clip(clip):
+    """Negatives whose logit lies 1 to 3000 ulps (and a few wider steps) above the threshold
+    ``logit(clip)``: ``p - clip`` would keep only those few ulps of p (relative errors up to
+    1), the ``x - logit(clip)`` form keeps float32 accuracy. Bounds: the primitives' (a few
+    4e-7) for gamma_neg 1 and 2; ``q**4`` goes through exp(4 log q), whose condition number
+    4 |log q| reaches ~70 here (see F32_TOL). Values below float32's range are skipped."""
+    c32 = float(F32(clip))
+    t = math.log(c32) - math.log1p(-c32)
+    xs = [F32(t)]
+    for _ in range(3000):
+        xs.append(np.nextafter(xs[-1], F32(np.inf)))
+    xs = xs[1:] + [F32(t + d) for d in (1e-3, 1e-2, 0.1, 1.0, 5.0)]
+    assert all(float(x) > t for x in xs)
+    for gamma_neg, bound in ((1.0, 1.5e-6), (2.0, 1.5e-6), (4.0, 2e-5)):
+        args = (0.0, 2.0, gamma_neg, c32, 0.25)
+        got = evaluate("focal_term", [(float(x),) + args for x in xs], np.float32)
+        ref = evaluate("focal_term", [(float(x),) + args for x in xs])
+        seen = np.abs(ref) > 1e-30
+        assert seen[:, 0].sum() > (100 if gamma_neg <= 2 else 0)
+        rel = np.abs(got - ref)[seen] / np.abs(ref)[seen]
+        assert rel.max() <= bound, (clip, gamma_neg, rel.max())
+
+
 @pytest.mark.parametrize("formula", FORMULAS)
 def test_float32_stays_float32(formula):
     """The float32 compilation returns float32 only: ``cast_like`` keeps every constant in the
     argument's type, so no float64 promotion sneaks into the kernels' float32 math."""
     fn = getattr(J, formula)
-    args = tuple(F32(v) for v in CASES[formula][0])
+    args = tuple(F32(v) for v in _full_case(formula, CASES[formula][0], True))
     fn(*args)
     sigs = [s for s in fn.nopython_signatures if all(a == numba.float32 for a in s.args)]
     assert sigs, fn.nopython_signatures

@@ -304,23 +304,30 @@ cdef inline floating focal_pow(floating q, floating g) noexcept nogil:
 
 
 cdef inline void focal_term(floating x, floating y, floating gamma, floating gamma_neg,
-                            floating clip, floating alpha,
+                            floating clip, floating alpha, floating clip_hi, floating clip_lo,
                             floating* loss, floating* grad) noexcept nogil:
-    """Sigmoid focal / asymmetric loss of one logit and its derivative (``_math.focal_term``)."""
+    """Sigmoid focal / asymmetric loss of one logit and its derivative (``_math.focal_term``;
+    ``(clip_hi, clip_lo) = _math.clip_logit(clip, .)``)."""
     cdef floating zero = 0.0
     cdef floating one = 1.0
-    cdef floating sp_pos, sp_neg, p, p_neg, ny, dp, p_m, keep, ce_neg, dp_m, dce_neg
+    cdef floating sp_pos, sp_neg, p, p_neg, ny, dp, p_m, keep, ce_neg, dp_m, dce_neg, d
     cdef floating q, g, ce, dq, dce, a, f, ratio
+    cdef bint shifted
     softplus_pair(x, &sp_pos, &sp_neg, &p, &p_neg)
     ny = one - y
     dp = p * p_neg                                             # dp/dx = p (1 - p)
     if clip > zero:
-        p_m = p - clip if p > clip else zero
+        d = (x - clip_hi) - clip_lo                            # x - logit(clip), exact near 0
+        shifted = d > zero
+        d = d if shifted else zero
+        # below ln 2 (_math.LN2; p < 2 clip / (1 + clip)) p - clip cancels
+        p_m = p * (one - clip) * neg_expm1(d) if d < <floating>0.6931471805599453 else p - clip
+        p_m = p_m if shifted else zero
         keep = p_neg + clip                                    # 1 - p_m
         keep = keep if keep < one else one
-        ce_neg = -log(keep)
-        dp_m = dp if p > clip else zero
-        dce_neg = dp / keep if p > clip else zero
+        ce_neg = log1p_unit(p_m / keep) if p_m <= keep else -log(keep)
+        dp_m = dp if shifted else zero
+        dce_neg = dp / keep if shifted else zero
     else:
         p_m = p
         ce_neg = sp_pos

@@ -117,11 +117,12 @@ cdef void _focal_pow(const floating[::1] q, const floating[::1] g, floating[:, :
 
 cdef void _focal_term(const floating[::1] x, const floating[::1] y, const floating[::1] gamma,
                       const floating[::1] gamma_neg, const floating[::1] clip,
-                      const floating[::1] alpha, floating[:, ::1] out):
+                      const floating[::1] alpha, const floating[::1] clip_hi,
+                      const floating[::1] clip_lo, floating[:, ::1] out):
     cdef Py_ssize_t i
     for i in range(x.shape[0]):
-        S.focal_term(x[i], y[i], gamma[i], gamma_neg[i], clip[i], alpha[i], &out[0, i],
-                     &out[1, i])
+        S.focal_term(x[i], y[i], gamma[i], gamma_neg[i], clip[i], alpha[i], clip_hi[i],
+                     clip_lo[i], &out[0, i], &out[1, i])
 
 
 cdef void _softmax_focal_term(const floating[::1] gap, const floating[::1] gamma,
@@ -186,10 +187,10 @@ def apply(str name, *args, dtype=np.float64):
     elif name == "focal_term":
         if dtype == np.float32:
             _focal_term[float](arrays[0], arrays[1], arrays[2], arrays[3], arrays[4],
-                               arrays[5], out)
+                               arrays[5], arrays[6], arrays[7], out)
         else:
             _focal_term[double](arrays[0], arrays[1], arrays[2], arrays[3], arrays[4],
-                                arrays[5], out)
+                                arrays[5], arrays[6], arrays[7], out)
     else:
         if dtype == np.float32:
             _softmax_focal_term[float](arrays[0], arrays[1], out)

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from ... import _config, _threads
+from ... import _config, _math, _threads
 
 _VARIANTS = (("x86-64-v4", 4, "._x86_64_v4"), ("x86-64-v3", 3, "._x86_64_v3"))
 
@@ -119,7 +119,8 @@ def run(job):
         if family == "sigmoid_bce":
             params = (job.pos_weight_scalar,)
         else:
-            params = (job.gamma, job.gamma_neg, job.clip, job.alpha)
+            params = (job.gamma, job.gamma_neg, job.alpha, job.clip) + _math.clip_logit(
+                job.clip, logits.dtype == np.float32)
         pw = _or_empty(job.pos_weight)
         options = (job.label_smoothing, job.grad_scale)
         if sparse:

@@ -42,6 +42,8 @@ cdef struct FocalParams:
     double gamma_neg
     double clip
     double alpha
+    double clip_hi               # _math.clip_logit(clip, .): logit(clip) as hi + lo
+    double clip_lo
 
 
 ctypedef fused params_t:
@@ -56,7 +58,7 @@ cdef inline void element(floating x, floating y, floating pw, const params_t* pr
     if params_t is FocalParams:
         focal_term(x, y, <floating>prm.gamma, <floating>prm.gamma_neg,
                    <floating>prm.clip if clipped else <floating>0.0, <floating>prm.alpha,
-                   loss, grad)
+                   <floating>prm.clip_hi, <floating>prm.clip_lo, loss, grad)
     else:
         bce_term(x, y, pw, loss, grad)
 
@@ -304,8 +306,9 @@ cdef void _dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
 
 
 cdef void _params(tuple params, BCEParams* bce, FocalParams* focal):
-    if len(params) == 4:
-        focal.gamma, focal.gamma_neg, focal.clip, focal.alpha = params
+    if len(params) == 6:
+        (focal.gamma, focal.gamma_neg, focal.alpha, focal.clip, focal.clip_hi,
+         focal.clip_lo) = params
     else:
         bce.pos_weight = params[0]
 
@@ -317,12 +320,13 @@ def sigmoid_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
                    double[::1] row_loss, floating[:, ::1] grad, bint want_grad,
                    double[::1] pos_buf, int n_threads):
     """options = (label_smoothing, grad_scale); params = (pos_weight,) for BCE or
-    (gamma, gamma_neg, clip, alpha) for focal; pos_weight: [C] or empty (then params[0])."""
+    (gamma, gamma_neg, alpha, clip, clip_hi, clip_lo) for focal (``_math.clip_logit``);
+    pos_weight: [C] or empty (then params[0])."""
     cdef BCEParams bce
     cdef FocalParams focal
     cdef double eps = options[0], grad_scale = options[1]
     _params(params, &bce, &focal)
-    if len(params) == 4:
+    if len(params) == 6:
         _sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight, eps,
                 grad_scale, &focal, row_loss, grad, want_grad, pos_buf, n_threads)
     else:
@@ -339,7 +343,7 @@ def sigmoid_dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
     cdef FocalParams focal
     cdef double eps = options[0], grad_scale = options[1]
     _params(params, &bce, &focal)
-    if len(params) == 4:
+    if len(params) == 6:
         _dense(logits, targets, class_weight, pos_weight, sample_weight, eps, grad_scale,
                &focal, row_loss, grad, want_grad, n_threads)
     else:

@@ -3,7 +3,7 @@
 import numba
 import numpy as np
 
-from ... import _config
+from ... import _config, _math
 
 from .sigmoid import sigmoid_dense, sigmoid_elements, sigmoid_sparse
 from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
@@ -88,7 +88,9 @@ def run(job):
         if family == "sigmoid_bce":
             params = (job.pos_weight_scalar,)
         else:
-            params = (job.gamma, job.gamma_neg, job.clip, job.alpha)
+            params = (job.gamma, job.gamma_neg, job.alpha)     # (see sigmoid.element)
+            if job.clip > 0:
+                params += (job.clip,) + _math.clip_logit(job.clip, logits.dtype == np.float32)
         pw = _or_empty(job.pos_weight, logits.dtype)
         options = (job.label_smoothing, job.grad_scale)
         if sparse:

@@ -1,8 +1,9 @@
 """Sigmoid binary cross-entropy and sigmoid focal loss, forward and gradient (Numba CPU).
 
 One kernel per target form serves both losses; ``params`` selects the element formula at compile
-time by its length: ``(pos_weight,)`` -> ``_math.bce_term``,
-``(gamma, gamma_neg, clip, alpha)`` -> ``_math.focal_term`` (docs/losses.md)::
+time by its length: ``(pos_weight,)`` -> ``_math.bce_term``, ``(gamma, gamma_neg, alpha)`` ->
+``_math.focal_term`` with clip 0, ``(gamma, gamma_neg, alpha, clip, clip_hi, clip_lo)`` -> the
+same with clip > 0 (docs/losses.md; ``clip_hi, clip_lo = _math.clip_logit(clip, .)``)::
 
     loss = sw * sum_c w_c l(x_c, y'_c)       grad = sw * scale * w_c dl/dx(x_c, y'_c)
 
@@ -24,19 +25,34 @@ from ._primitives import JIT_OPTIONS, prefetch, wide_vectors
 from ._rows import BLOCK, block_buffer, prefetch_ahead, source_row
 
 
+def _is_focal(params):
+    return isinstance(params, types.BaseTuple) and len(params) in (3, 6)
+
+
 def element(x, y, class_pos_weight, params):
-    """Loss and derivative of one logit: BCE for ``params = (pos_weight,)``, focal for
-    ``params = (gamma, gamma_neg, clip, alpha)`` (all already in x's type)."""
-    if len(params) == 4:
-        return _math.focal_term(x, y, *params)
+    """Loss and derivative of one logit (params already in x's type): BCE for
+    ``(pos_weight,)``; focal for ``(gamma, gamma_neg, alpha)`` (no probability shifting: clip is
+    a constant 0 and the formula's shifting branch is compiled out) and for
+    ``(gamma, gamma_neg, alpha, clip, clip_hi, clip_lo)`` (clip > 0)."""
+    if len(params) == 6:
+        return _math.focal_term(x, y, params[0], params[1], params[3], params[2], params[4],
+                                params[5])
+    if len(params) == 3:
+        return _math.focal_term(x, y, params[0], params[1], 0.0, params[2], 0.0, 0.0)
     return _math.bce_term(x, y, class_pos_weight)
 
 
 @overload(element, inline="always")
 def _element(x, y, class_pos_weight, params):
-    if isinstance(params, types.BaseTuple) and len(params) == 4:
+    if _is_focal(params) and len(params) == 6:
+        def shifted(x, y, class_pos_weight, params):
+            return _math.focal_term(x, y, params[0], params[1], params[3], params[2],
+                                    params[4], params[5])
+        return shifted
+    if _is_focal(params):
         def focal(x, y, class_pos_weight, params):
-            return _math.focal_term(x, y, params[0], params[1], params[2], params[3])
+            zero = _math.cast_like(x, 0.0)
+            return _math.focal_term(x, y, params[0], params[1], zero, params[2], zero, zero)
         return focal
 
     def bce(x, y, class_pos_weight, params):
@@ -47,54 +63,54 @@ def _element(x, y, class_pos_weight, params):
 def negative_element(x, params):
     """``element(x, 0, ., params)`` of a negative without probability shifting (closed forms:
     ``_math.bce_negative_term``, ``_math.focal_negative_term``)."""
-    if len(params) == 4:
-        return _math.focal_negative_term(x, params[1], params[3])
+    if len(params) in (3, 6):
+        return _math.focal_negative_term(x, params[1], params[2])
     return _math.bce_negative_term(x)
 
 
 @overload(negative_element, inline="always")
 def _negative_element(x, params):
-    if isinstance(params, types.BaseTuple) and len(params) == 4:
-        return lambda x, params: _math.focal_negative_term(x, params[1], params[3])
+    if _is_focal(params):
+        return lambda x, params: _math.focal_negative_term(x, params[1], params[2])
     return lambda x, params: _math.bce_negative_term(x)
 
 
 def negative_element_sq(x, params):
     """``negative_element`` when ``squares_negatives(params)``: focal with ``gamma_neg = 2``
     (``_math.focal_negative_term_sq``: ``p**2`` as ``p * p``, no second exp)."""
-    if len(params) == 4:
-        return _math.focal_negative_term_sq(x, params[3])
+    if len(params) in (3, 6):
+        return _math.focal_negative_term_sq(x, params[2])
     return _math.bce_negative_term(x)
 
 
 @overload(negative_element_sq, inline="always")
 def _negative_element_sq(x, params):
-    if isinstance(params, types.BaseTuple) and len(params) == 4:
-        return lambda x, params: _math.focal_negative_term_sq(x, params[3])
+    if _is_focal(params):
+        return lambda x, params: _math.focal_negative_term_sq(x, params[2])
     return lambda x, params: _math.bce_negative_term(x)
 
 
 def squares_negatives(params):
     """Whether negatives are focused with ``p**2`` (focal ``gamma_neg == 2``)."""
-    return len(params) == 4 and params[1] == 2
+    return len(params) in (3, 6) and params[1] == 2
 
 
 @overload(squares_negatives, inline="always")
 def _squares_negatives(params):
-    if isinstance(params, types.BaseTuple) and len(params) == 4:
+    if _is_focal(params):
         return lambda params: params[1] == 2
     return lambda params: False
 
 
 def shifts_negatives(params):
-    """Whether the loss shifts negatives' probabilities (focal ``clip > 0``)."""
-    return len(params) == 4 and params[2] > 0
+    """Whether the loss shifts negatives' probabilities (focal with clip > 0: the 6-tuple)."""
+    return len(params) == 6
 
 
 @overload(shifts_negatives, inline="always")
 def _shifts_negatives(params):
-    if isinstance(params, types.BaseTuple) and len(params) == 4:
-        return lambda params: params[2] > 0
+    if _is_focal(params) and len(params) == 6:
+        return lambda params: True
     return lambda params: False
 
 
@@ -104,11 +120,17 @@ def _typed(like, params):
 
 @overload(_typed, inline="always")
 def _typed_ol(like, params):
-    if len(params) == 4:
+    if len(params) == 6:
         return lambda like, params: (_math.cast_like(like, params[0]),
                                      _math.cast_like(like, params[1]),
                                      _math.cast_like(like, params[2]),
-                                     _math.cast_like(like, params[3]))
+                                     _math.cast_like(like, params[3]),
+                                     _math.cast_like(like, params[4]),
+                                     _math.cast_like(like, params[5]))
+    if len(params) == 3:
+        return lambda like, params: (_math.cast_like(like, params[0]),
+                                     _math.cast_like(like, params[1]),
+                                     _math.cast_like(like, params[2]))
     return lambda like, params: (_math.cast_like(like, params[0]),)
 
 

@@ -16,10 +16,11 @@ import math
 import numpy as np
 from numba import cuda
 
-from ... import _config
+from ... import _config, _math
 from ._primitives import SIMULATOR, WARP
 from ._rows import F64, SCRATCH_SIZE, SHARED_PASSES, SHARED_SHAPE, group_sums
-from .sigmoid import bce_dense, bce_sparse, focal_dense, focal_sparse
+from .sigmoid import (bce_dense, bce_sparse, focal_clip_dense, focal_clip_sparse, focal_dense,
+                      focal_sparse)
 from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
 from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
 
@@ -240,17 +241,19 @@ def plan(job, row_loss=None):
             args = (logits, targets, cw, sw, options, row_loss, grad, want_grad, group)
     else:
         focal = family == "sigmoid_focal"
+        clipped = focal and job.clip > 0
         params = (float(job.pos_weight_scalar), float(job.gamma), float(job.gamma_neg),
-                  float(job.clip), float(job.alpha))
+                  float(job.clip), float(job.alpha)) + _math.clip_logit(
+                      float(job.clip), dtype == np.float32)
         pw = _optional(job.pos_weight)
         options = (float(job.label_smoothing), float(job.grad_scale))
         if sparse:
             pos_buf = cuda.device_array(max(nnz, 1), np.float64)
-            kernel = focal_sparse if focal else bce_sparse
+            kernel = (focal_clip_sparse if clipped else focal_sparse) if focal else bce_sparse
             args = (logits, indptr, indices, values, cw, pw, sw, options, params, row_loss, grad,
                     want_grad, pos_buf, group)
         else:
-            kernel = focal_dense if focal else bce_dense
+            kernel = (focal_clip_dense if clipped else focal_dense) if focal else bce_dense
             args = (logits, targets, cw, pw, sw, options, params, row_loss, grad, want_grad,
                     group)
     return kernel, blocks, threads, args, row_loss, grad
@@ -350,9 +353,9 @@ def signatures():
             pos_ndim = 1 if kernel is softmax_xent_sparse else 2
             out.append((kernel, csr + (arr(f64), arr(f64), types.UniTuple(f64, n_options),
                                        common[0], x, common[1], arr(f64, pos_ndim), i64)))
-        for kernel in (bce_sparse, focal_sparse):
+        for kernel in (bce_sparse, focal_sparse, focal_clip_sparse):
             out.append((kernel, csr + (arr(f64), arr(f64), arr(f64), types.UniTuple(f64, 2),
-                                       types.UniTuple(f64, 5), common[0], x, common[1],
+                                       types.UniTuple(f64, 7), common[0], x, common[1],
                                        arr(f64), i64)))
         for target in (types.float32, types.float64, types.uint8):
             y = arr(target, 2)
@@ -361,14 +364,15 @@ def signatures():
                     continue
                 out.append((kernel, (x, y, arr(f64), arr(f64), types.UniTuple(f64, n_options),
                                      common[0], x, common[1], i64)))
-            for kernel in (bce_dense, focal_dense):
+            for kernel in (bce_dense, focal_dense, focal_clip_dense):
                 out.append((kernel, (x, y, arr(f64), arr(f64), arr(f64), types.UniTuple(f64, 2),
-                                     types.UniTuple(f64, 5), common[0], x, common[1], i64)))
+                                     types.UniTuple(f64, 7), common[0], x, common[1], i64)))
     return out
 
 
 _LOSS_KERNELS = (softmax_xent_sparse, softmax_xent_dense, softmax_focal_sparse,
-                 softmax_focal_dense, bce_sparse, bce_dense, focal_sparse, focal_dense)
+                 softmax_focal_dense, bce_sparse, bce_dense, focal_sparse, focal_dense,
+                 focal_clip_sparse, focal_clip_dense)
 
 
 def kernel_resources(cc=(9, 0)):

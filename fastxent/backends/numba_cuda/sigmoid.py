@@ -6,7 +6,9 @@ The same formulas as ``backends/numba_cpu/sigmoid.py`` (docs/losses.md)::
 
 with ``l`` = ``_math.bce_term`` or ``_math.focal_term``. ``make_kernels(element)`` builds the
 dense and sparse kernels of one element formula (specialised at compile time; ``params`` is
-always ``(pos_weight, gamma, gamma_neg, clip, alpha)``).
+always ``(pos_weight, gamma, gamma_neg, clip, alpha, clip_hi, clip_lo)``, the last two
+``_math.clip_logit(clip, .)``; the element functions take ``clip`` as the triple
+``(clip, clip_hi, clip_lo)``).
 
 Sparse targets cost O(nnz) on top of one pass over the logits: 1. the positives' own terms
 (their loss, and their final gradient, kept in ``pos_buf``) before any write, 2./3. one pass
@@ -29,11 +31,20 @@ def bce_element(x, y, pos_weight, gamma, gamma_neg, clip, alpha):
 
 @device
 def focal_element(x, y, pos_weight, gamma, gamma_neg, clip, alpha):
-    return _math.focal_term(x, y, gamma, gamma_neg, clip, alpha)
+    """Focal loss without probability shifting: clip is a literal 0 here, and the formula's
+    shifting branch folds away (``focal_clip_element``'s kernels take clip > 0)."""
+    zero = _math.cast_like(x, 0.0)
+    return _math.focal_term(x, y, gamma, gamma_neg, zero, alpha, zero, zero)
 
 
-def make_kernels(element):
-    """(dense kernel, sparse kernel) computing the loss ``element`` per logit."""
+@device
+def focal_clip_element(x, y, pos_weight, gamma, gamma_neg, clip, alpha):
+    return _math.focal_term(x, y, gamma, gamma_neg, clip[0], alpha, clip[1], clip[2])
+
+
+def make_kernels(element, prefix=""):
+    """(dense kernel, sparse kernel) computing the loss ``element`` per logit, named
+    ``prefix + "dense_kernel"`` and ``prefix + "sparse_kernel"``."""
 
     @device
     def target_element(x, t, j, row, class_weight, has_cw, pos_weight, has_pw, pw0, keep, y0,
@@ -69,7 +80,8 @@ def make_kernels(element):
         pw0 = _math.cast_like(like, params[0])
         gamma = _math.cast_like(like, params[1])
         gamma_neg = _math.cast_like(like, params[2])
-        clip = _math.cast_like(like, params[3])
+        clip = (_math.cast_like(like, params[3]), _math.cast_like(like, params[5]),
+                _math.cast_like(like, params[6]))
         alpha = _math.cast_like(like, params[4])
         y0 = _math.cast_like(like, 0.5 * eps)
         keep = _math.cast_like(like, 1.0 - eps)
@@ -114,7 +126,8 @@ def make_kernels(element):
         pw0 = _math.cast_like(like, params[0])
         gamma = _math.cast_like(like, params[1])
         gamma_neg = _math.cast_like(like, params[2])
-        clip = _math.cast_like(like, params[3])
+        clip = (_math.cast_like(like, params[3]), _math.cast_like(like, params[5]),
+                _math.cast_like(like, params[6]))
         alpha = _math.cast_like(like, params[4])
         y0 = _math.cast_like(like, 0.5 * eps)
         keep = _math.cast_like(like, 1.0 - eps)
@@ -172,11 +185,10 @@ def make_kernels(element):
                 grad[row, indices[k]] = _math.cast_like(like, pos_buf[k])
         return sw * total
 
-    @cuda.jit
     def dense_kernel(logits, targets, class_weight, pos_weight, sample_weight, options, params,
                      row_loss, grad, want_grad, group_threads):
         """options = (label_smoothing, grad_scale); params = (pos_weight, gamma, gamma_neg,
-        clip, alpha); pos_weight: [C] or empty (then params[0])."""
+        clip, alpha, clip_hi, clip_lo); pos_weight: [C] or empty (then params[0])."""
         for _ in range(SHARED_PASSES):      # 2 under the simulator: see _rows
             shared = cuda.shared.array(SHARED_SHAPE, F64)
             scratch = cuda.shared.array(SCRATCH_SIZE, F64)
@@ -198,7 +210,6 @@ def make_kernels(element):
             if active and lane == 0:
                 row_loss[r] = loss
 
-    @cuda.jit
     def sparse_kernel(logits, indptr, indices, values, class_weight, pos_weight, sample_weight,
                       options, params, row_loss, grad, want_grad, pos_buf, group_threads):
         """As the dense kernel, targets in CSR form; pos_buf is float64 [nnz]."""
@@ -225,8 +236,13 @@ def make_kernels(element):
             if active and lane == 0:
                 row_loss[r] = loss
 
-    return dense_kernel, sparse_kernel
+    dense_kernel.__name__ = dense_kernel.__qualname__ = prefix + "dense_kernel"
+    sparse_kernel.__name__ = sparse_kernel.__qualname__ = prefix + "sparse_kernel"
+    return cuda.jit(dense_kernel), cuda.jit(sparse_kernel)
 
 
 bce_dense, bce_sparse = make_kernels(bce_element)
 focal_dense, focal_sparse = make_kernels(focal_element)
+#: focal with clip > 0 (probability shifting): kernels of their own, so that the shifting
+#: branch's registers do not weigh on the default focal kernels (it spilled 24 bytes there)
+focal_clip_dense, focal_clip_sparse = make_kernels(focal_clip_element, "clip_")
