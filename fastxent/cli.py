@@ -267,15 +267,17 @@ class Timing:
         return self.rows < self.n_rows
 
 
-def sample_seconds(call, repeats, warmup=1, budget_s=math.inf):
+def sample_seconds(call, repeats, warmup=1, budget_s=math.inf, min_repeats=1):
     """Wall times of ``repeats`` runs of ``call()`` after ``warmup`` untimed runs.
 
-    Stops early (after at least one timed run) once the timed runs add up to ``budget_s``.
+    Stops early (after at least ``min_repeats`` timed runs) once the timed runs add up to
+    ``budget_s``.
     """
     for _ in range(warmup):
         call()
     times = []
-    while len(times) < max(1, repeats) and (not times or sum(times) < budget_s):
+    while len(times) < max(1, repeats) and (len(times) < max(1, min_repeats)
+                                             or sum(times) < budget_s):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
@@ -287,13 +289,17 @@ def median_seconds(call, repeats, warmup=1, budget_s=math.inf):
     return statistics.median(sample_seconds(call, repeats, warmup, budget_s))
 
 
-def time_on_rows(make_call, n_rows, n_classes, *, budget_s, max_rows, repeats):
+def time_on_rows(make_call, n_rows, n_classes, *, budget_s, max_rows, repeats,
+                 max_repeats=None):
     """Time ``make_call(r)()`` on the first r rows, r as large as the budget and memory allow.
 
     A probe on a small slice estimates the cost per row; the slice timed then fits
-    ``(1 + repeats)`` calls in ``budget_s`` and at most ``max_rows`` rows. The median is scaled
+    ``(1 + repeats)`` calls in ``budget_s`` and at most ``max_rows`` rows. At least ``repeats``
+    runs are timed, and more, up to ``max_repeats``, while the timed runs fit in ``budget_s``
+    (a fast peer's median then rests on more runs than a slow one's). The median is scaled
     linearly to ``n_rows`` (these peers are linear in the rows).
     """
+    most = max(repeats, max_repeats or repeats)
     cap = max(1, min(n_rows, max_rows))
     rows = max(1, min(cap, (1 << 20) // max(1, n_classes)))
     probe = make_call(rows)
@@ -304,10 +310,11 @@ def time_on_rows(make_call, n_rows, n_classes, *, budget_s, max_rows, repeats):
     fit = int(budget_s / ((1 + repeats) * max(per_row, 1e-12)))
     chosen = max(rows, min(cap, fit))
     if chosen == rows:
-        times = sample_seconds(probe, repeats, warmup=0)
+        times = sample_seconds(probe, most, warmup=0, budget_s=budget_s, min_repeats=repeats)
     else:
         del probe  # frees the probe's inputs (dense targets) before the larger slice
-        times = sample_seconds(make_call(chosen), repeats, warmup=1)
+        times = sample_seconds(make_call(chosen), most, warmup=1, budget_s=budget_s,
+                               min_repeats=repeats)
     limited_by = "" if chosen >= n_rows else ("memory" if chosen == cap and fit > cap
                                               else "time budget")
     scale = n_rows / chosen

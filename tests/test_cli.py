@@ -5,6 +5,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,28 @@ def test_time_on_rows_scales_a_slice_and_says_why():
     assert timing.rows == 100 and timing.scaled and timing.limited_by == "memory"
     full = cli.time_on_rows(make_call, 50, 4096, budget_s=1.0, max_rows=10**6, repeats=2)
     assert full.rows == 50 and not full.scaled and full.limited_by == ""
+
+
+def test_time_on_rows_times_more_runs_while_they_fit_in_the_budget():
+    timed = []
+
+    def make_call(rows):
+        return lambda: timed.append(rows)
+
+    quick = cli.time_on_rows(make_call, 50, 4096, budget_s=1.0, max_rows=10**6, repeats=2,
+                             max_repeats=9)
+    assert len(quick.times) == 9
+    # a call that takes the whole budget is timed the minimum number of times, no more
+    slow = cli.time_on_rows(lambda rows: (lambda: time.sleep(0.02)), 50, 4096, budget_s=0.01,
+                            max_rows=10**6, repeats=2, max_repeats=9)
+    assert len(slow.times) == 2
+
+
+def test_sample_seconds_takes_at_least_min_repeats():
+    count = []
+    times = cli.sample_seconds(lambda: count.append(1), repeats=10, warmup=0, budget_s=0.0,
+                               min_repeats=4)
+    assert len(times) == len(count) == 4
 
 
 def test_median_seconds_respects_the_budget():
