@@ -131,7 +131,7 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
     wide_vectors()
     eps, z_loss, grad_scale, cw_sum, cached_row_bytes = options
     # 1. row statistics, exp(x - m) stored into row_buf
-    m, s1 = row_stats_store(xr, row_buf)
+    m, s1 = row_stats_store(xr, row_buf, True)
     for k in range(cols.size):
         pos_buf[k] = _math.fence(float(m) - float(xr[cols[k]]))
     s = 1.0 + s1
@@ -272,7 +272,7 @@ def cached_dense_row(xr, gr, yr, class_weight, has_cw, sw, options, row_buf):
     buffer)."""
     wide_vectors()
     # 1. row statistics, exp(x - m) stored into row_buf
-    m, s1 = row_stats_store(xr, row_buf)
+    m, s1 = row_stats_store(xr, row_buf, False)
     top = argmax_of(xr, m)
     # 2. loss
     loss, a64, b64, c64, top_grad = dense_terms(xr, yr, m, top, s1, class_weight, has_cw,
