@@ -371,3 +371,28 @@ def test_math_constants_are_floats():
     for name in UNARY + FORMULAS:
         assert callable(getattr(_math, name)), name
     assert math.isclose(_math.LOG2E, 1 / math.log(2))
+
+
+@needs_build
+@pytest.mark.parametrize("form", ["sparse", "dense"])
+@pytest.mark.parametrize("n_params", [0, 2, 3, 7])
+def test_sigmoid_kernels_reject_params_of_another_length(form, n_params):
+    """The sigmoid kernels tell BCE (1 value) from focal loss (6 values) by the length of
+    ``params``: any other length raises instead of running one of them with the wrong
+    arguments, and writes nothing."""
+    from fastxent.backends.cython import kernels
+    n, c = 2, 8
+    logits = np.zeros((n, c), dtype=np.float32)
+    grad = np.full_like(logits, 7.0)
+    row_loss = np.full(n, 7.0)
+    empty = np.empty(0)
+    params = (0.5,) * n_params
+    with pytest.raises(ValueError, match="params must be"):
+        if form == "sparse":
+            kernels.sigmoid_sparse(logits, np.zeros(n + 1, dtype=np.int64),
+                                   np.zeros(0, dtype=np.int64), empty, empty, empty, empty,
+                                   (0.0, 1.0), params, row_loss, grad, True, np.zeros(0), 1)
+        else:
+            kernels.sigmoid_dense(logits, np.zeros((n, c), dtype=np.float32), empty, empty,
+                                  empty, (0.0, 1.0), params, row_loss, grad, True, 1)
+    assert (grad == 7.0).all() and (row_loss == 7.0).all()

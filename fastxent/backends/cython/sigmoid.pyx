@@ -305,12 +305,18 @@ cdef void _dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
                                 eps, grad_scale, prm)
 
 
-cdef void _params(tuple params, BCEParams* bce, FocalParams* focal):
+cdef int _params(tuple params, BCEParams* bce, FocalParams* focal) except -1:
+    """Fills ``focal`` from a 6-tuple (returns 1) or ``bce`` from a 1-tuple (returns 0); any
+    other length raises (the kernels tell the two families apart by it)."""
     if len(params) == 6:
         (focal.gamma, focal.gamma_neg, focal.alpha, focal.clip, focal.clip_hi,
          focal.clip_lo) = params
-    else:
+        return 1
+    if len(params) == 1:
         bce.pos_weight = params[0]
+        return 0
+    raise ValueError(f"params must be (pos_weight,) for BCE or (gamma, gamma_neg, alpha, clip, "
+                     f"clip_hi, clip_lo) for focal loss, not {len(params)} values")
 
 
 def sigmoid_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
@@ -325,8 +331,7 @@ def sigmoid_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
     cdef BCEParams bce
     cdef FocalParams focal
     cdef double eps = options[0], grad_scale = options[1]
-    _params(params, &bce, &focal)
-    if len(params) == 6:
+    if _params(params, &bce, &focal):
         _sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight, eps,
                 grad_scale, &focal, row_loss, grad, want_grad, pos_buf, n_threads)
     else:
@@ -342,8 +347,7 @@ def sigmoid_dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
     cdef BCEParams bce
     cdef FocalParams focal
     cdef double eps = options[0], grad_scale = options[1]
-    _params(params, &bce, &focal)
-    if len(params) == 6:
+    if _params(params, &bce, &focal):
         _dense(logits, targets, class_weight, pos_weight, sample_weight, eps, grad_scale,
                &focal, row_loss, grad, want_grad, n_threads)
     else:
