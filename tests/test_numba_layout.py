@@ -63,11 +63,14 @@ def test_sparse_sigmoid_ignores_what_lies_below_its_scratch_rows(dtype, params):
                        np.empty(indices.size), block_bufs, kernels._nothing(dtype, (1, 0)))
         return row_loss, grad
 
-    want_loss, want_grad = call(thread_buffers(threads, BLOCK, dtype), kernels._nothing(dtype))
+    ones = thread_buffers(threads, BLOCK, dtype)
+    ones[...] = 1                        # the kernel's contract: masks of ones
+    want_loss, want_grad = call(ones, kernels._nothing(dtype))
     # thread_buffers' layout inside an arena whose first 64 elements stand for whatever lies
     # below its allocation
     arena = np.zeros(64 + threads * BLOCK + 2 * GUARD, dtype=dtype)
     block_bufs = arena[64 + GUARD:64 + GUARD + threads * BLOCK].reshape(threads, BLOCK)
+    block_bufs[...] = 1
     own = thread_buffers(threads, BLOCK, dtype)
     below_own = own.ctypes.data - own.base.ctypes.data
     above_own = own.base.nbytes - below_own - own.nbytes
@@ -77,6 +80,7 @@ def test_sparse_sigmoid_ignores_what_lies_below_its_scratch_rows(dtype, params):
         stand_in = arena[64 - below:64 - below + 1][:0]
         assert stand_in.ctypes.data == block_bufs.ctypes.data - (below + GUARD) * arena.itemsize
         loss, grad = call(block_bufs, stand_in)
+        assert (block_bufs == 1).all()   # each mask back to ones after its positives' block
         np.testing.assert_array_equal(loss, want_loss)
         np.testing.assert_array_equal(grad, want_grad)
 

@@ -225,12 +225,13 @@ def source_row(logits, i, copies):
 
 @njit(inline="always", **JIT_OPTIONS)
 def block_buffer(block_bufs):
-    """The calling thread's row of ``block_bufs`` (``thread_buffers(., BLOCK, .)``), or a new
-    array of ``BLOCK`` elements if it has none. (Buffers come from the caller: an allocation per row
-    inside a kernel measured 2-3x slower, each one faulting in freshly zeroed pages.)"""
+    """The calling thread's row of ``block_bufs`` (``thread_buffers(., BLOCK, .)`` filled with
+    ones), or a new array of ``BLOCK`` ones if it has none. (Buffers come from the caller: an
+    allocation per row inside a kernel measured 2-3x slower, each one faulting in freshly
+    zeroed pages.)"""
     buf = thread_row(block_bufs)
     if buf.size < BLOCK:
-        buf = np.empty(BLOCK, dtype=block_bufs.dtype)
+        buf = np.ones(BLOCK, dtype=block_bufs.dtype)
     return buf
 
 
