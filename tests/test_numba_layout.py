@@ -19,8 +19,8 @@ if "numba" not in fastxent.available_backends():
     pytest.skip("the Numba CPU backend is not available", allow_module_level=True)
 
 from fastxent.backends.numba_cpu import kernels  # noqa: E402
-from fastxent.backends.numba_cpu._rows import (BLOCK, GUARD, SCRATCH_ALIGN,  # noqa: E402
-                                               thread_buffers)
+from fastxent.backends.numba_cpu._rows import (BLOCK, BLOCK_SCRATCH, GUARD,  # noqa: E402
+                                               SCRATCH_ALIGN, thread_buffers)
 from fastxent.backends.numba_cpu.sigmoid import sigmoid_sparse  # noqa: E402
 
 
@@ -63,26 +63,79 @@ def test_sparse_sigmoid_ignores_what_lies_below_its_scratch_rows(dtype, params):
                        np.empty(indices.size), block_bufs, kernels._nothing(dtype, (1, 0)))
         return row_loss, grad
 
-    ones = thread_buffers(threads, BLOCK, dtype)
+    ones = thread_buffers(threads, BLOCK_SCRATCH, dtype)
     ones[...] = 1                        # the kernel's contract: masks of ones
     want_loss, want_grad = call(ones, kernels._nothing(dtype))
     # thread_buffers' layout inside an arena whose first 64 elements stand for whatever lies
     # below its allocation
-    arena = np.zeros(64 + threads * BLOCK + 2 * GUARD, dtype=dtype)
-    block_bufs = arena[64 + GUARD:64 + GUARD + threads * BLOCK].reshape(threads, BLOCK)
+    arena = np.zeros(64 + threads * BLOCK_SCRATCH + 2 * GUARD, dtype=dtype)
+    block_bufs = arena[64 + GUARD:64 + GUARD + threads * BLOCK_SCRATCH].reshape(threads,
+                                                                                BLOCK_SCRATCH)
     block_bufs[...] = 1
-    own = thread_buffers(threads, BLOCK, dtype)
+    own = thread_buffers(threads, BLOCK_SCRATCH, dtype)
     below_own = own.ctypes.data - own.base.ctypes.data
     above_own = own.base.nbytes - below_own - own.nbytes
     assert below_own >= GUARD * own.itemsize and above_own >= GUARD * own.itemsize
-    assert own.shape == (threads, BLOCK) and own.flags.c_contiguous
+    assert own.shape == (threads, BLOCK_SCRATCH) and own.flags.c_contiguous
     for below in range(0, 17):           # a stand-in 0 .. 16 elements below the allocation
         stand_in = arena[64 - below:64 - below + 1][:0]
         assert stand_in.ctypes.data == block_bufs.ctypes.data - (below + GUARD) * arena.itemsize
         loss, grad = call(block_bufs, stand_in)
-        assert (block_bufs == 1).all()   # each mask back to ones after its positives' block
+        assert (block_bufs[:, :BLOCK] == 1).all()   # each mask back to ones after its block
         np.testing.assert_array_equal(loss, want_loss)
         np.testing.assert_array_equal(grad, want_grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("family", ["sigmoid_binary_cross_entropy", "sigmoid_focal_loss"])
+@pytest.mark.parametrize("c", [1, 7, 16, 17, BLOCK - 1, BLOCK, BLOCK + 1, 300, 2 * BLOCK + 17])
+def test_sparse_sigmoid_gradient_at_every_offset_of_a_cache_line(dtype, family, c):
+    """Sparse sigmoid targets stream the gradient out in whole cache lines (non-temporal
+    stores) staged block by block: with grad_out starting at each element of a cache line, the
+    loss and gradient keep their bits (the blocks do not move with the buffer), match the
+    reference, and not one element outside grad_out changes; the loss without a gradient and
+    in place has the same bits too. Positives sit on the row's first and last elements, on
+    either side of a block boundary and in between."""
+    rng = np.random.default_rng(c)
+    n = 5
+    x = (4 * rng.standard_normal((n, c))).astype(dtype)
+    rows = []
+    for i in range(n):
+        cols = {0, c - 1, BLOCK - 1, BLOCK, 5 + 3 * i} if i % 2 == 0 else set()
+        cols |= set(rng.choice(c, min(c, 3), replace=False).tolist()) if i % 4 == 1 else set()
+        rows.append(sorted(j for j in cols if j < c))
+    targets = MultiLabel.from_lists(rows, c)
+    f = getattr(fastxent, family)
+    want_loss, want_grad = f(x, targets, reduction="none", return_grad=True, backend="numpy")
+    lanes = 64 // x.itemsize
+    arena = np.empty(n * c + 3 * lanes, dtype=dtype)
+    first = (-arena.ctypes.data % 64) // x.itemsize + lanes     # a cache line boundary
+    bits = None
+    for offset in range(lanes):
+        arena[...] = -7.0
+        start = first + offset
+        gv = arena[start:start + n * c].reshape(n, c)
+        loss, grad = f(x, targets, reduction="none", return_grad=True, grad_out=gv,
+                       backend="numba")
+        assert grad is gv
+        assert (arena[:start] == -7.0).all() and (arena[start + n * c:] == -7.0).all()
+        rtol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(loss, want_loss, rtol=rtol)
+        np.testing.assert_allclose(grad, want_grad, rtol=0,
+                                   atol=(1e-15 if dtype == np.float64 else 1e-6)
+                                   * max(np.abs(want_grad).max(), 1e-300))
+        if bits is None:
+            bits = loss.copy(), grad.copy()
+        np.testing.assert_array_equal(loss, bits[0])
+        np.testing.assert_array_equal(grad, bits[1])
+    # without a gradient (the same loops, the gradient staged and dropped), and in place
+    # (plain stores): the same bits
+    np.testing.assert_array_equal(f(x, targets, reduction="none", backend="numba"), bits[0])
+    xi = x.copy()
+    loss, grad = f(xi, targets, reduction="none", return_grad=True, grad_out=xi,
+                   backend="numba")
+    np.testing.assert_array_equal(loss, bits[0])
+    np.testing.assert_array_equal(grad, bits[1])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -7,7 +7,7 @@ from ... import _config, _math
 
 from .sigmoid import sigmoid_dense, sigmoid_elements, sigmoid_sparse
 from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
-from ._rows import BLOCK, GUARD, row_buf_width, thread_buffers
+from ._rows import BLOCK_SCRATCH, GUARD, row_buf_width, thread_buffers
 from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
 
 
@@ -94,7 +94,7 @@ def run(job):
         pw = _or_empty(job.pos_weight, logits.dtype)
         options = (job.label_smoothing, job.grad_scale)
         if sparse:
-            block_bufs = thread_buffers(numba.get_num_threads(), BLOCK, logits.dtype)
+            block_bufs = thread_buffers(numba.get_num_threads(), BLOCK_SCRATCH, logits.dtype)
             block_bufs[...] = 1                 # positive_block's masks
             sigmoid_sparse(logits, job.indptr, job.indices, values, cw, pw, sw, options, params,
                            row_loss, grad, want_grad, pos_buf, block_bufs, copies())

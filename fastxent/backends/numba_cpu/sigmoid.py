@@ -7,11 +7,16 @@ same with clip > 0 (docs/losses.md; ``clip_hi, clip_lo = _math.clip_logit(clip, 
 
     loss = sw * sum_c w_c l(x_c, y'_c)       grad = sw * scale * w_c dl/dx(x_c, y'_c)
 
-Sparse targets cost O(nnz) on top of one pass over the logits: phase 2 computes the positives'
-own terms (their loss, and their final gradient, kept in ``pos_buf``); phase 3 treats every logit
-as a background element ``y'_0 = eps / 2``, writes the gradient once and sums the loss of every
-logit but the positives (the blocks holding positives keep their terms and leave the positives'
-out: subtracting them afterwards would cancel); then the positives' gradients are put in place.
+Sparse targets cost O(nnz) on top of one pass over the logits: every logit is a background
+element ``y'_0 = eps / 2``; the pass goes block by block (``BLOCK`` elements), writes the gradient
+once and sums the loss of every logit but the positives. A block holding positives computes
+their own terms first (their logits are in cache then, and are read before the block's gradient
+is written: logits may alias grad), sums its background terms without the positives' (a mask:
+subtracting them afterwards would cancel) and puts the positives' gradients in place before the
+block goes out. Out of place, each block's gradient is staged in a per-thread buffer and written
+with non-temporal stores (whole cache lines, not read first: ``stream_block``); the loops store
+every element unconditionally (to the staging buffer when no gradient is wanted: a store under
+``if want_grad`` kept the loss-only loops from vectorising, 7-9x slower than with a gradient).
 Without smoothing and without probability shifting the background uses the closed forms
 ``_math.bce_negative_term`` / ``focal_negative_term`` (``focal_negative_term_sq`` when
 ``gamma_neg = 2``: no second exp).
@@ -21,8 +26,9 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from ... import _math
-from ._primitives import JIT_OPTIONS, prefetch, wide_vectors
-from ._rows import BLOCK, block_buffer, prefetch_ahead, source_row
+from ._primitives import (JIT_OPTIONS, STREAM_BYTES, address_of, store_fence, stream_scaled,
+                          wide_vectors)
+from ._rows import BLOCK, block_buffer, block_scratch, prefetch_ahead, source_row
 
 
 def _is_focal(params):
@@ -143,36 +149,75 @@ def positive_loss(x, y, pw, prm):
 
 @njit(**JIT_OPTIONS)
 def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm,
-                    scale, cols, mask):
+                    scale, cols, bufs, positives, stream):
     """``sum_j w_j l(x_j, y0)`` over every logit but the positives ``cols`` (sorted), float64
-    from float32 block partial sums, and, if wanted, ``gr[j] = scale w_j dl/dx(x_j, y0)`` for
-    every logit (the positives' entries are overwritten afterwards); gr may alias xr.
+    from float32 block partial sums, plus the positives' own losses (``positive_terms``), and,
+    if wanted, the gradient written once: ``gr[j] = scale w_j dl/dx(x_j, y0)`` for every
+    logit but the positives, theirs from ``positive_terms``; gr may alias xr.
     The blocks holding positives go through ``positive_block`` (their terms summed without the
-    positives', selected by ``mask``, ``BLOCK`` ones: subtracting a positive's background term
-    afterwards would cancel, a confident positive's being ~x while the rest of the row may sum
-    to 1e-10);
+    positives', selected by a mask: subtracting a positive's background term afterwards would
+    cancel, a confident positive's being ~x while the rest of the row may sum to 1e-10);
     the runs of blocks between them through ``background_blocks``, whose loops stay as they
-    are without positives (a test per block inside them measured 5-13% slower)."""
+    are without positives (a test per block inside them measured 5-13% slower).
+    ``bufs``: ``block_buffer``. With ``stream`` each block's gradient is staged there and goes
+    out through non-temporal stores (``stream_block``). The blocks are ``BLOCK`` elements from
+    the row's start wherever gr lies, so the sums, hence the bits, do not depend on gr's
+    address."""
+    wide_vectors()
     n = xr.size
+    pre = address_of(gr) % STREAM_BYTES // gr.itemsize if stream else 0
+    mask, staging = block_scratch(bufs, xr, pre)
     total = 0.0
     start = 0                                    # the first block not done yet
     kp = 0                                       # the next positive
-    while kp < cols.size:
-        b0 = max(cols[kp] // BLOCK * BLOCK, start)
+    while True:
+        b0 = max(cols[kp] // BLOCK * BLOCK, start) if kp < cols.size else n
         total += background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
-                                   use_pw, prm, scale, start, b0)
+                                   use_pw, prm, scale, start, b0, stream, staging, pre)
+        if b0 == n:
+            break
         b1 = min(b0 + BLOCK, n)
         acc, kp = positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
-                                 use_pw, prm, scale, b0, b1, cols, kp, mask)
+                                 use_pw, prm, scale, b0, b1, cols, kp, mask, positives,
+                                 stream, staging, pre)
         total += acc
         start = b1
-    return total + background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
-                                     use_pw, prm, scale, start, n)
+    if stream:
+        store_fence()
+    return total
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def stream_block(gr, b0, b1, staging, pre):
+    """Writes the block ``gr[b0:b1]``, staged in ``staging[pre:pre + b1 - b0]``, through
+    non-temporal stores of whole cache lines. ``pre``: how many elements of gr's first cache
+    line lie before ``gr[0]`` (and before each ``gr[b0]``); ``staging[:pre]`` holds the
+    previous block's last ``pre`` elements (carried over: they share a line with this block's
+    first ones), and this block leaves its own last ``pre`` there. The row's partial first and
+    last lines take plain stores."""
+    lanes = STREAM_BYTES // gr.itemsize
+    one = _math.cast_like(staging[0], 1.0)
+    m = pre + (b1 - b0)                          # staged elements, the carried ones included
+    j = 0
+    if b0 == 0 and pre > 0:                      # the row's first line: gr[0:lanes - pre]
+        j = lanes
+        for q in range(pre, min(lanes, m)):
+            gr[q - pre] = staging[q]
+    d = b0 - pre                                 # gr[d + j] <- staging[j]
+    while j + lanes <= m:
+        stream_scaled(gr, d + j, staging, j, one)
+        j += lanes
+    if b1 == gr.size:                            # the row's last, partial line
+        for q in range(j, m):
+            gr[d + q] = staging[q]
+    else:
+        for q in range(j, m):
+            staging[q - j] = staging[q]
 
 
 @njit(inline="always", **JIT_OPTIONS)
 def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm,
-                      scale, start, stop):
+                      scale, start, stop, stream, staging, pre):
     """``background_pass`` over the blocks from ``start`` to ``stop`` (block boundaries),
     which hold no positive."""
     wide_vectors()
@@ -185,7 +230,7 @@ def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, u
         b1 = min(b0 + BLOCK, stop)
         prefetch_ahead(xr, b0, b1)
         xb = xr[b0:b1]
-        gb = gr[b0:b1]
+        gb = staging[pre:pre + b1 - b0] if stream or not want_grad else gr[b0:b1]
         cwb = class_weight[b0:b1]                # (empty when absent) sliced: a loop indexed
         pwb = pos_weight[b0:b1]                  # from b0 gathers instead of vectorising
         acc = _math.cast_like(xr[0], 0.0)
@@ -195,8 +240,7 @@ def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, u
                 pw = _math.cast_like(xr[0], pwb[j]) if use_pw else pw0
                 lj, gj = element(xb[j], y0, pw, prm)
                 acc += w * lj
-                if want_grad:
-                    gb[j] = scale * w * gj
+                gb[j] = scale * w * gj
         # (the next two loops differ only in the element function: choosing it per element
         # would be if-converted into computing both, the second exp the first loop saves)
         elif squared:                            # plain negatives, gamma_neg = 2
@@ -204,29 +248,30 @@ def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, u
                 w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
                 lj, gj = negative_element_sq(xb[j], prm)
                 acc += w * lj
-                if want_grad:
-                    gb[j] = scale * w * gj
+                gb[j] = scale * w * gj
         else:                                    # plain negatives: the closed forms
             for j in range(xb.size):
                 w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
                 lj, gj = negative_element(xb[j], prm)
                 acc += w * lj
-                if want_grad:
-                    gb[j] = scale * w * gj
+                gb[j] = scale * w * gj
+        if stream:
+            stream_block(gr, b0, b1, staging, pre)
         total += float(acc)
     return total
 
 
 @njit(inline="always", **JIT_OPTIONS)
 def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm, scale,
-                   b0, b1, cols, kp, mask):
+                   b0, b1, cols, kp, mask, positives, stream, staging, pre):
     """``(sum, kp)``: ``background_pass`` over the block ``[b0, b1)``, which holds the
-    positives ``cols[kp:]`` below ``b1``: the gradient written, the terms summed without the
-    positives' (``mask``: ``BLOCK`` ones, the positives' entries set to 0 for the block and
-    back to 1 after it; a select, so a positive's infinite background term drops out too);
-    ``kp`` moved past them. (The previous form stored the block's terms, zeroed the
-    positives' and summed them in a second loop: A/B, 2 threads, float32, 5 positives per row,
-    BCE 2-7% and sigmoid focal 2-5% slower at 1024 x 32768 and 256 x 262144.)"""
+    positives ``cols[kp:]`` below ``b1``: the gradient written, the background terms summed
+    without the positives' (``mask``: ``BLOCK`` ones, the positives' entries set to 0 for the
+    block and back to 1 after it; a select, so a positive's infinite background term drops out
+    too), plus the positives' own losses; ``kp`` moved past them. (The previous form stored
+    the block's terms, zeroed the positives' and summed them in a second loop: A/B, 2 threads,
+    float32, 5 positives per row, BCE 2-7% and sigmoid focal 2-5% slower at 1024 x 32768 and
+    256 x 262144.)"""
     wide_vectors()
     one = _math.cast_like(xr[0], 1.0)
     zero = _math.cast_like(xr[0], 0.0)
@@ -235,14 +280,18 @@ def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_
     squared = squares_negatives(prm)
     prefetch_ahead(xr, b0, b1)
     xb = xr[b0:b1]
-    gb = gr[b0:b1]
+    gb = staging[pre:pre + b1 - b0] if stream or not want_grad else gr[b0:b1]
     mb = mask[:b1 - b0]
     cwb = class_weight[b0:b1]
     pwb = pos_weight[b0:b1]
+    pos_buf = positives[2]
     k1 = kp
-    while k1 < cols.size and cols[k1] < b1:
+    pos_loss = 0.0
+    while k1 < cols.size and cols[k1] < b1:      # (their logits read before gb is written)
         if cols[k1] >= b0:                       # (always, for sorted rows)
             mb[cols[k1] - b0] = zero
+            l_pos, pos_buf[k1] = positive_terms(xr, k1, cols, positives)
+            pos_loss += l_pos
         k1 += 1
     acc = zero
     if general:
@@ -251,31 +300,47 @@ def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_
             pw = _math.cast_like(xr[0], pwb[j]) if use_pw else pw0
             lj, gj = element(xb[j], y0, pw, prm)
             acc += w * lj if mb[j] > zero else zero
-            if want_grad:
-                gb[j] = scale * w * gj
+            gb[j] = scale * w * gj
     elif squared:
         for j in range(xb.size):
             w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
             lj, gj = negative_element_sq(xb[j], prm)
             acc += w * lj if mb[j] > zero else zero
-            if want_grad:
-                gb[j] = scale * w * gj
+            gb[j] = scale * w * gj
     else:
         for j in range(xb.size):
             w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
             lj, gj = negative_element(xb[j], prm)
             acc += w * lj if mb[j] > zero else zero
-            if want_grad:
-                gb[j] = scale * w * gj
+            gb[j] = scale * w * gj
     for k in range(kp, k1):
         if cols[k] >= b0:
             mb[cols[k] - b0] = one
-    return float(acc), k1
+            gb[cols[k] - b0] = _math.cast_like(xr[0], pos_buf[k])
+    if stream:
+        stream_block(gr, b0, b1, staging, pre)
+    return float(acc) + pos_loss, k1
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def positive_terms(xr, k, cols, positives):
+    """``(loss, gradient)`` of positive ``k`` (float64, weighted; the gradient scaled). (The
+    caller stores the gradient: a store into ``pos_buf`` unpacked from ``positives`` here, in
+    an inlined function, was lost in numba 0.68.)"""
+    vals, has_values, _, keep, y0, class_weight, has_cw, pos_weight, has_pw, pw0, prm, \
+        scale = positives
+    c = cols[k]
+    x = xr[c]
+    y = keep * _math.cast_like(x, vals[k] if has_values else 1.0) + y0
+    pw = _math.cast_like(x, pos_weight[c]) if has_pw else pw0
+    l_pos, g_pos = positive_loss(x, y, pw, prm)
+    w = class_weight[c] if has_cw else 1.0
+    return w * l_pos, scale * w * g_pos
 
 
 @njit(**JIT_OPTIONS)
 def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, pos_weight,
-               has_pw, sw, options, params, pos_buf, mask):
+               has_pw, sw, options, params, pos_buf, bufs, stream):
     wide_vectors()
     eps, grad_scale = options
     prm = _typed(xr[0], params)
@@ -283,26 +348,11 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
     y0 = _math.cast_like(xr[0], 0.5 * eps)
     keep = _math.cast_like(xr[0], 1.0 - eps)
     scale = sw * grad_scale
-    # 2. loss: the positives' own terms (before any write: logits may alias grad)
-    loss = 0.0
-    for k in range(cols.size):
-        prefetch(xr, cols[k], False)
-    for k in range(cols.size):
-        c = cols[k]
-        x = xr[c]
-        y = keep * _math.cast_like(x, vals[k] if has_values else 1.0) + y0
-        pw = _math.cast_like(x, pos_weight[c]) if has_pw else pw0
-        l_pos, g_pos = positive_loss(x, y, pw, prm)
-        w = class_weight[c] if has_cw else 1.0
-        loss += w * l_pos
-        pos_buf[k] = scale * w * g_pos
-    # 2./3. the background pass: every other logit as y'_0, gradient written once
-    loss += background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
-                            has_pw and eps > 0.0, prm, _math.cast_like(xr[0], scale), cols,
-                            mask)
-    if want_grad:
-        for k in range(cols.size):
-            gr[cols[k]] = _math.cast_like(xr[0], pos_buf[k])
+    positives = (vals, has_values, pos_buf, keep, y0, class_weight, has_cw, pos_weight, has_pw,
+                 pw0, prm, scale)
+    loss = background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
+                           has_pw and eps > 0.0, prm, _math.cast_like(xr[0], scale), cols,
+                           bufs, positives, stream and want_grad)
     return sw * loss
 
 
@@ -344,8 +394,8 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, pos_weight, has_pw, s
 def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight,
                    options, params, row_loss, grad, want_grad, pos_buf, block_bufs, copies):
     """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0]);
-    block_bufs: ``thread_buffers(threads, BLOCK)`` in the logits' dtype, filled with ones
-    (``block_buffer``; ``positive_block``'s masks, left as ones);
+    block_bufs: ``thread_buffers(threads, BLOCK_SCRATCH)`` in the logits' dtype, filled with
+    ones (``block_buffer``: ``positive_block``'s masks, left as ones, and staging areas);
     copies: ``_rows.source_row``; indices sorted within each row."""
     wide_vectors()
     has_values = values.size > 0
@@ -360,7 +410,8 @@ def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sa
                                  indices[k0:k1], values[k0:k1] if has_values else values,
                                  has_values, class_weight, has_cw, pos_weight, has_pw,
                                  sample_weight[i] if has_sw else 1.0, options, params,
-                                 pos_buf[k0:k1], block_buffer(block_bufs))
+                                 pos_buf[k0:k1], block_buffer(block_bufs),
+                                 copies.size == 0)
 
 
 @njit(parallel=True, **JIT_OPTIONS)
