@@ -6,6 +6,7 @@
  *   kernels are built with -fassociative-math so that long sums vectorise; the fence keeps
  *   Cody-Waite range reductions and (m - x) + log_s exact, like _math.fence in Numba);
  * - fxt_stream_scaled_f32/_f64: a scaled copy with non-temporal stores;
+ * - fxt_stream_block_f32/_f64: one block of a row out through non-temporal stores;
  * - fxt_max_f32/_f64: a row's max with vector max instructions;
  * - fxt_prefetch_ahead: software prefetch of what a streaming loop reads next;
  * - FXT_HAVE_OPENMP: 1 when compiled with OpenMP.
@@ -139,6 +140,66 @@ static inline void fxt_stream_scaled_f64(double* dst, const double* src, ptrdiff
     _mm_sfence();
 #endif
     for (; j < n; j++) dst[j] = a * src[j];
+}
+
+/* fxt_stream_pre(p, size): how many elements of ``size`` bytes lie before ``p`` on its aligned
+ * vector of FXT_STREAM_BYTES (0 without vector extensions). */
+static inline ptrdiff_t fxt_stream_pre(const void* p, size_t size) {
+#if FXT_STREAM_BYTES == 0
+    (void)p; (void)size;
+    return 0;
+#else
+    return (ptrdiff_t)((uintptr_t)p % FXT_STREAM_BYTES / size);
+#endif
+}
+
+/* fxt_stream_block_f32/_f64(gr, b0, b1, n, st, pre): writes the block gr[b0:b1] of a row of n,
+ * staged in st[pre:pre + b1 - b0], with non-temporal stores of the whole aligned vectors.
+ * pre = fxt_stream_pre(gr): st[0:pre] holds the previous block's last pre elements (they share
+ * a vector with this block's first ones), and this block leaves its own last pre there; the
+ * row's partial first and last vectors take plain stores. Mirror of numba_cpu/sigmoid.py's
+ * stream_block. Without x86 vector extensions: plain stores (pre is then 0). */
+#define FXT_STREAM_BLOCK_BODY(T, LANES, STORE)                                              \
+    ptrdiff_t m = pre + (b1 - b0), j = 0, q, d = b0 - pre;                                 \
+    if (b0 == 0 && pre > 0) {                                                               \
+        j = LANES;                                                                          \
+        for (q = pre; q < (m < LANES ? m : LANES); q++) gr[q - pre] = st[q];                \
+    }                                                                                       \
+    for (; j + LANES <= m; j += LANES) STORE;                                               \
+    if (b1 == n) { for (q = j; q < m; q++) gr[d + q] = st[q]; }                             \
+    else { for (q = j; q < m; q++) st[q - j] = st[q]; }
+
+static inline void fxt_stream_block_f32(float* gr, ptrdiff_t b0, ptrdiff_t b1, ptrdiff_t n,
+                                        float* st, ptrdiff_t pre) {
+#if FXT_STREAM_BYTES == 64
+    FXT_STREAM_BLOCK_BODY(float, 16, _mm512_stream_ps(gr + d + j, _mm512_loadu_ps(st + j)))
+#elif FXT_STREAM_BYTES == 32
+    FXT_STREAM_BLOCK_BODY(float, 8, _mm256_stream_ps(gr + d + j, _mm256_loadu_ps(st + j)))
+#elif FXT_STREAM_BYTES == 16
+    FXT_STREAM_BLOCK_BODY(float, 4, _mm_stream_ps(gr + d + j, _mm_loadu_ps(st + j)))
+#else
+    for (ptrdiff_t j = 0; j < b1 - b0; j++) gr[b0 + j] = st[pre + j];
+#endif
+}
+
+static inline void fxt_stream_block_f64(double* gr, ptrdiff_t b0, ptrdiff_t b1, ptrdiff_t n,
+                                        double* st, ptrdiff_t pre) {
+#if FXT_STREAM_BYTES == 64
+    FXT_STREAM_BLOCK_BODY(double, 8, _mm512_stream_pd(gr + d + j, _mm512_loadu_pd(st + j)))
+#elif FXT_STREAM_BYTES == 32
+    FXT_STREAM_BLOCK_BODY(double, 4, _mm256_stream_pd(gr + d + j, _mm256_loadu_pd(st + j)))
+#elif FXT_STREAM_BYTES == 16
+    FXT_STREAM_BLOCK_BODY(double, 2, _mm_stream_pd(gr + d + j, _mm_loadu_pd(st + j)))
+#else
+    for (ptrdiff_t j = 0; j < b1 - b0; j++) gr[b0 + j] = st[pre + j];
+#endif
+}
+
+/* fxt_store_fence(): orders the non-temporal stores before it (sfence; nothing without them). */
+static inline void fxt_store_fence(void) {
+#if FXT_STREAM_BYTES != 0
+    _mm_sfence();
+#endif
 }
 
 /* fxt_max_f32/_f64(x, n): max of x[0..n), NaN if one of them is NaN (n = 0: -inf), as Numba's

@@ -175,6 +175,13 @@ cdef inline double row_stats_store(const floating* xr, floating* buf, Py_ssize_t
 cdef extern from "_fxt_support.h" nogil:
     void fxt_stream_scaled_f32(float* dst, const float* src, Py_ssize_t n, float a)
     void fxt_stream_scaled_f64(double* dst, const double* src, Py_ssize_t n, double a)
+    Py_ssize_t fxt_stream_pre(const void* p, size_t size)
+    void fxt_stream_block_f32(float* gr, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t n, float* st,
+                              Py_ssize_t pre)
+    void fxt_stream_block_f64(double* gr, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t n,
+                              double* st, Py_ssize_t pre)
+    void fxt_store_fence()
+    enum: FXT_STREAM_BYTES
 
 
 cdef inline void stream_scaled_row(floating* gr, const floating* src, Py_ssize_t n,
@@ -185,6 +192,17 @@ cdef inline void stream_scaled_row(floating* gr, const floating* src, Py_ssize_t
         fxt_stream_scaled_f32(gr, src, n, a)
     else:
         fxt_stream_scaled_f64(gr, src, n, a)
+
+
+cdef inline void stream_block(floating* gr, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t n,
+                              floating* staging, Py_ssize_t pre) noexcept nogil:
+    """The block ``gr[b0:b1]`` of a row of ``n``, staged in ``staging[pre:]``, out through
+    non-temporal stores (``fxt_stream_block_*`` in _fxt_support.h; mirror of Numba's
+    ``sigmoid.stream_block``)."""
+    if floating is float:
+        fxt_stream_block_f32(gr, b0, b1, n, staging, pre)
+    else:
+        fxt_stream_block_f64(gr, b0, b1, n, staging, pre)
 
 
 cdef inline double row_sum_gap(const floating* xr, Py_ssize_t n, floating m,

@@ -12,7 +12,9 @@ Sparse targets cost O(nnz) on top of one pass over the logits: phase 2 computes 
 own terms (their loss, and their final gradient, kept in ``pos_buf``); phase 3 treats every logit
 as a background element ``y'_0 = eps / 2``, writes the gradient once and sums the loss of every
 logit but the positives (their terms are set to 0 in the block buffer before its sum: subtracting
-them afterwards would cancel); then the positives' gradients are put in place. Without
+them afterwards would cancel), and puts the positives' gradients in place in their block before
+it is written; out of place, each block goes out through non-temporal stores (whole vectors, not
+read first: ``_rows.stream_block``). Without
 smoothing (``y'_0 = 0``) and without probability shifting (focal ``clip = 0``) the background
 uses the closed forms
 ``bce_negative_term`` / ``focal_negative_term`` (no exponent branch, no division: 4x faster for
@@ -26,7 +28,8 @@ from libc.stdint cimport int64_t
 
 from ._scalar cimport bce_negative_term, bce_term, focal_negative_term, focal_negative_term_sq, \
     focal_term
-from ._rows cimport BLOCK, lane_sum, prefetch_ahead
+from ._rows cimport BLOCK, fxt_store_fence, fxt_stream_pre, lane_sum, prefetch_ahead, \
+    stream_block
 
 ctypedef fused target_t:
     float
@@ -174,33 +177,39 @@ cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint w
                           const target_t* yr, floating keep, floating y0,
                           const double* class_weight, const double* pos_weight,
                           const params_t* prm, floating scale, bint closed,
-                          const int64_t* cols, Py_ssize_t n_pos) noexcept nogil:
+                          const int64_t* cols, Py_ssize_t n_pos,
+                          const double* pos_grad) noexcept nogil:
     """``sum_j w_j l(x_j, y_j)`` over every logit but the ``n_pos`` positives ``cols`` (sorted;
     their terms are left out of the block sums: subtracting a confident positive's background
     term afterwards would cancel), float64 from block partial sums, and, if wanted,
-    ``gr[j] = scale w_j dl/dx(x_j, y_j)``; gr may alias xr (each block is computed into
+    ``gr[j] = scale w_j dl/dx(x_j, y_j)``, the positives' entries ``pos_grad`` (when not NULL)
+    put in place within their block; gr may alias xr (each block is computed into
     ``lbuf``/``gbuf`` before it is written). ``y_j = keep yr[j] + y0``, or ``y0`` when ``yr`` is
-    NULL; ``pos_weight``: [C] or NULL (then the scalar of ``prm``); ``closed``: see
-    ``block_elements``."""
+    NULL (sparse targets: then, out of place, each block's gradient goes out through
+    non-temporal stores, ``stream_block``); ``pos_weight``: [C] or NULL (then the scalar of
+    ``prm``); ``closed``: see ``block_elements``."""
     cdef floating lbuf[BLOCK]
-    cdef floating gbuf[BLOCK]
+    cdef floating gbuf[BLOCK + 16]               # + the carried elements of stream_block
     cdef floating pw0 = <floating>pos_weight_of(prm)
     cdef floating acc, w
     cdef double total = 0.0
-    cdef Py_ssize_t b0 = 0, j, size, kp = 0
+    cdef Py_ssize_t b0 = 0, j, size, kp = 0, k0
     cdef const double* wb = NULL
     cdef floating* gb
+    cdef bint stream = want_grad and yr == NULL and <const floating*>gr != xr
+    cdef Py_ssize_t pre = fxt_stream_pre(gr, sizeof(floating)) if stream else 0
     while b0 < n:
         size = n - b0 if n - b0 < BLOCK else BLOCK
         if yr == NULL:                           # the background pass of sparse targets
             prefetch_ahead(xr + b0, size * sizeof(floating))
         block_elements(xr + b0, size, yr + b0 if yr != NULL else yr, keep, y0,
                        pos_weight + b0 if pos_weight != NULL else pos_weight, pw0, prm,
-                       closed, lbuf, gbuf)
+                       closed, lbuf, gbuf + pre)
         if class_weight != NULL:
             wb = class_weight + b0
             for j in range(size):
                 lbuf[j] = <floating>wb[j] * lbuf[j]
+        k0 = kp
         while kp < n_pos and cols[kp] < b0 + size:
             if cols[kp] >= b0:                   # (always, for sorted rows)
                 lbuf[cols[kp] - b0] = 0
@@ -208,14 +217,25 @@ cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint w
         acc = lane_sum(lbuf, size)
         total += <double>acc
         if want_grad:
-            gb = gr + b0
+            if stream:
+                gb = &gbuf[pre]
+            else:
+                gb = gr + b0
             if class_weight != NULL:
                 for j in range(size):
-                    gb[j] = scale * <floating>wb[j] * gbuf[j]
+                    gb[j] = scale * <floating>wb[j] * gbuf[pre + j]
             else:
                 for j in range(size):
-                    gb[j] = scale * gbuf[j]
+                    gb[j] = scale * gbuf[pre + j]
+            if pos_grad != NULL:
+                for j in range(k0, kp):
+                    if cols[j] >= b0:
+                        gb[cols[j] - b0] = <floating>pos_grad[j]
+            if stream:
+                stream_block(gr, b0, b0 + size, n, gbuf, pre)
         b0 += BLOCK
+    if stream:
+        fxt_store_fence()
     return total
 
 
@@ -240,14 +260,12 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
         w = class_weight[c] if class_weight != NULL else 1.0
         loss += w * <double>l_pos
         pos_buf[k] = scale * w * <double>g_pos
-    # 2./3. the background pass: every other logit as y'_0, gradient written once
+    # 2./3. the background pass: every other logit as y'_0, gradient written once (the
+    # positives' put in place block by block)
     loss += weighted_pass(xr, gr, n_classes, want_grad, <const floating*>NULL, keep, y0,
                           class_weight, pos_weight if eps > 0.0 else <const double*>NULL, prm,
                           <floating>scale, eps == 0.0 and not shifts_negatives(prm), cols,
-                          n_pos)
-    if want_grad:
-        for k in range(n_pos):
-            gr[cols[k]] = <floating>pos_buf[k]
+                          n_pos, pos_buf)
     return sw * loss
 
 
@@ -258,7 +276,8 @@ cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize
     # 2. loss and 3. gradient in one pass (float32 block partial sums, then float64)
     return sw * weighted_pass(xr, gr, n_classes, want_grad, yr, <floating>(1.0 - eps),
                               <floating>(0.5 * eps), class_weight, pos_weight, prm,
-                              <floating>(sw * grad_scale), False, <const int64_t*>NULL, 0)
+                              <floating>(sw * grad_scale), False, <const int64_t*>NULL, 0,
+                              <const double*>NULL)
 
 
 cdef void _sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
