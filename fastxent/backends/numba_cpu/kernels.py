@@ -95,7 +95,7 @@ def run(job):
         options = (job.label_smoothing, job.grad_scale)
         if sparse:
             block_bufs = thread_buffers(numba.get_num_threads(), BLOCK_SCRATCH, logits.dtype)
-            block_bufs[...] = 1                 # positive_block's masks
+            block_bufs[...] = 1     # positive_block's masks (ones), then its staging area
             sigmoid_sparse(logits, job.indptr, job.indices, values, cw, pw, sw, options, params,
                            row_loss, grad, want_grad, pos_buf, block_bufs, copies())
         else:
