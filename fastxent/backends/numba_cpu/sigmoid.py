@@ -290,8 +290,7 @@ def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_
     while k1 < cols.size and cols[k1] < b1:      # (their logits read before gb is written)
         if cols[k1] >= b0:                       # (always, for sorted rows)
             mb[cols[k1] - b0] = zero
-            l_pos, pos_buf[k1] = positive_terms(xr, k1, cols, positives, y0, class_weight,
-                                                has_cw, pos_weight, prm)
+            l_pos, pos_buf[k1] = positive_terms(xr, k1, cols, positives)
             pos_loss += l_pos
         k1 += 1
     acc = zero
@@ -324,13 +323,12 @@ def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_
 
 
 @njit(inline="always", **JIT_OPTIONS)
-def positive_terms(xr, k, cols, positives, y0, class_weight, has_cw, pos_weight, prm):
-    """``(loss, gradient)`` of positive ``k`` (float64, weighted; the gradient scaled).
-    ``positives``: what only the positives need (``sparse_row``; ``has_pw``: whether
-    ``pos_weight`` applies to them, with or without smoothing), ``scale`` in float64. (The
+def positive_terms(xr, k, cols, positives):
+    """``(loss, gradient)`` of positive ``k`` (float64, weighted; the gradient scaled). (The
     caller stores the gradient: a store into ``pos_buf`` unpacked from ``positives`` here, in
     an inlined function, was lost in numba 0.68.)"""
-    vals, has_values, _, keep, has_pw, pw0, scale = positives
+    vals, has_values, _, keep, y0, class_weight, has_cw, pos_weight, has_pw, pw0, prm, \
+        scale = positives
     c = cols[k]
     x = xr[c]
     y = keep * _math.cast_like(x, vals[k] if has_values else 1.0) + y0
@@ -350,7 +348,8 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
     y0 = _math.cast_like(xr[0], 0.5 * eps)
     keep = _math.cast_like(xr[0], 1.0 - eps)
     scale = sw * grad_scale
-    positives = (vals, has_values, pos_buf, keep, has_pw, pw0, scale)
+    positives = (vals, has_values, pos_buf, keep, y0, class_weight, has_cw, pos_weight, has_pw,
+                 pw0, prm, scale)
     loss = background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
                            has_pw and eps > 0.0, prm, _math.cast_like(xr[0], scale), cols,
                            bufs, positives, stream and want_grad)
