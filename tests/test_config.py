@@ -1,4 +1,5 @@
-"""``fastxent._config``: the L2 size that sets the softmax CE cached-row cutoff, and integer
+"""``fastxent._config``: the L2 size that sets the softmax CE cached-row cutoff, the CPU vendor
+that sets how the sparse sigmoid kernels store their gradient, and integer
 environment overrides (a bad value names its variable)."""
 from __future__ import annotations
 
@@ -62,3 +63,30 @@ def test_bad_override_at_import_names_the_variable():
                           "from fastxent import _config; print(_config.CACHED_ROW_BYTES)"],
                          env=env, capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "4096"
+
+
+def test_cpu_vendor_reads_proc_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    assert _config._cpu_vendor(str(info)) == "AuthenticAMD"
+    info.write_text("processor\t: 0\n")
+    assert _config._cpu_vendor(str(info)) == ""
+    assert _config._cpu_vendor(str(tmp_path / "missing")) == ""
+
+
+def test_sparse_sigmoid_stores_by_vendor_and_override(monkeypatch):
+    # the module's setting is this machine's (under this environment's overrides)
+    assert _config.SPARSE_SIGMOID_STORES == _config._stores(_config._cpu_vendor())
+    monkeypatch.delenv("FASTXENT_STREAM_STORES", raising=False)
+    monkeypatch.delenv("FASTXENT_PREFETCH_BYTES", raising=False)
+    assert _config._stores("AuthenticAMD") == (False, 0)
+    assert _config._stores("GenuineIntel") == (True, 2048)
+    assert _config._stores("") == (True, 2048)
+    monkeypatch.setenv("FASTXENT_STREAM_STORES", "1")
+    monkeypatch.setenv("FASTXENT_PREFETCH_BYTES", "4096")
+    assert _config._stores("AuthenticAMD") == (True, 4096)
+    monkeypatch.setenv("FASTXENT_STREAM_STORES", "0")
+    assert _config._stores("GenuineIntel") == (False, 4096)
+    monkeypatch.setenv("FASTXENT_STREAM_STORES", "yes")
+    with pytest.raises(ValueError, match=r"FASTXENT_STREAM_STORES='yes': expected 0 or 1"):
+        _config._stores("GenuineIntel")

@@ -391,7 +391,8 @@ def test_sigmoid_kernels_reject_params_of_another_length(form, n_params):
         if form == "sparse":
             kernels.sigmoid_sparse(logits, np.zeros(n + 1, dtype=np.int64),
                                    np.zeros(0, dtype=np.int64), empty, empty, empty, empty,
-                                   (0.0, 1.0), params, row_loss, grad, True, np.zeros(0), 1)
+                                   (0.0, 1.0), params, row_loss, grad, True, np.zeros(0), 1,
+                                   (True, 2048))
         else:
             kernels.sigmoid_dense(logits, np.zeros((n, c), dtype=np.float32), empty, empty,
                                   empty, (0.0, 1.0), params, row_loss, grad, True, 1)

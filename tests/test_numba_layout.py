@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent import MultiLabel
+from fastxent import MultiLabel, _config
 
 pytest.importorskip("numba")
 if "numba" not in fastxent.available_backends():
@@ -44,9 +44,10 @@ def _sparse_case(dtype):
     return x, targets.indptr.astype(np.int64), targets.indices.astype(np.int64)
 
 
+@pytest.mark.parametrize("stores", [(True, 2048), (False, 0)], ids=["streamed", "plain"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("params", [(2.0,), (2.0, 2.0, 0.0, 0.25)], ids=["bce", "focal"])
-def test_sparse_sigmoid_ignores_what_lies_below_its_scratch_rows(dtype, params):
+def test_sparse_sigmoid_ignores_what_lies_below_its_scratch_rows(dtype, params, stores):
     """The regression: the class-weight stand-in ending right below the per-thread scratch
     rows (as a fresh ``np.empty(0)`` could) must not change a bit of the result."""
     fastxent.sigmoid_binary_cross_entropy(np.zeros((2, 3), dtype), np.zeros((2, 3)),
@@ -60,7 +61,8 @@ def test_sparse_sigmoid_ignores_what_lies_below_its_scratch_rows(dtype, params):
         row_loss, grad = np.empty(n), np.empty_like(x)
         sigmoid_sparse(x, indptr, indices, np.empty(0), class_weight, kernels._nothing(dtype),
                        np.empty(0), (0.0, 1.0 / x.size), prm, row_loss, grad, True,
-                       np.empty(indices.size), block_bufs, kernels._nothing(dtype, (1, 0)))
+                       np.empty(indices.size), block_bufs, kernels._nothing(dtype, (1, 0)),
+                       stores)
         return row_loss, grad
 
     ones = thread_buffers(threads, BLOCK_SCRATCH, dtype)
@@ -90,14 +92,16 @@ def test_sparse_sigmoid_ignores_what_lies_below_its_scratch_rows(dtype, params):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("family", ["sigmoid_binary_cross_entropy", "sigmoid_focal_loss"])
 @pytest.mark.parametrize("c", [1, 7, 16, 17, BLOCK - 1, BLOCK, BLOCK + 1, 300, 2 * BLOCK + 17])
-def test_sparse_sigmoid_gradient_at_every_offset_of_a_cache_line(backend, dtype, family, c):
+def test_sparse_sigmoid_gradient_at_every_offset_of_a_cache_line(backend, dtype, family, c,
+                                                                 monkeypatch):
     """Sparse sigmoid targets stream the gradient out in whole cache lines (non-temporal
-    stores) staged block by block (both compiled CPU backends; the Cython blocks are as long
-    as Numba's): with grad_out starting at each element of a cache line, the
-    loss and gradient keep their bits (the blocks do not move with the buffer), match the
-    reference, and not one element outside grad_out changes; the loss without a gradient and
-    in place has the same bits too. Positives sit on the row's first and last elements, on
-    either side of a block boundary and in between."""
+    stores) staged block by block, or write it with plain stores and no prefetch (both
+    compiled CPU backends, either way as ``_config.SPARSE_SIGMOID_STORES`` says; the Cython
+    blocks are as long as Numba's): with grad_out starting at each element of a cache line, in
+    both modes, the loss and gradient keep their bits (the blocks do not move with the buffer
+    or the mode), match the reference, and not one element outside grad_out changes; the loss
+    without a gradient and in place has the same bits too. Positives sit on the row's first
+    and last elements, on either side of a block boundary and in between."""
     if backend not in fastxent.available_backends():
         pytest.skip(f"the {backend} backend is not available in this installation")
     rng = np.random.default_rng(c)
@@ -115,7 +119,8 @@ def test_sparse_sigmoid_gradient_at_every_offset_of_a_cache_line(backend, dtype,
     arena = np.empty(n * c + 3 * lanes, dtype=dtype)
     first = (-arena.ctypes.data % 64) // x.itemsize + lanes     # a cache line boundary
     bits = None
-    for offset in range(lanes):
+    for stores, offset in [(m, o) for m in ((True, 2048), (False, 0)) for o in range(lanes)]:
+        monkeypatch.setattr(_config, "SPARSE_SIGMOID_STORES", stores)
         arena[...] = -7.0
         start = first + offset
         gv = arena[start:start + n * c].reshape(n, c)

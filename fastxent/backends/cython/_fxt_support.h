@@ -285,15 +285,20 @@ static inline double fxt_max_f64(const double* x, ptrdiff_t n) {
  * PREFETCH_BYTES; tests hold the two equal). The addresses are integers, not pointers past an
  * array, and a prefetch never faults. */
 #define FXT_PREFETCH_BYTES 2048
-static inline void fxt_prefetch_ahead(const void* p, size_t bytes) {
+static inline void fxt_prefetch_at(const void* p, size_t bytes, size_t ahead) {
 #if defined(__GNUC__)
-    uintptr_t a = (uintptr_t)p + FXT_PREFETCH_BYTES;
+    uintptr_t a = (uintptr_t)p + ahead;
     for (size_t o = 0; o < bytes; o += 64)
         __builtin_prefetch((const void*)(a + o), 0, 3);
 #else
     (void)p;
     (void)bytes;
+    (void)ahead;
 #endif
+}
+/* the same, ``ahead`` bytes ahead (the sparse sigmoid pass: _config.SPARSE_SIGMOID_STORES) */
+static inline void fxt_prefetch_ahead(const void* p, size_t bytes) {
+    fxt_prefetch_at(p, bytes, FXT_PREFETCH_BYTES);
 }
 
 #ifdef _OPENMP

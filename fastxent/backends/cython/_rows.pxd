@@ -69,6 +69,7 @@ cdef extern from "_fxt_support.h" nogil:
     float fxt_max_f32(const float* x, Py_ssize_t n)
     double fxt_max_f64(const double* x, Py_ssize_t n)
     void prefetch_ahead "fxt_prefetch_ahead"(const void* p, size_t n_bytes)
+    void prefetch_at "fxt_prefetch_at"(const void* p, size_t n_bytes, size_t ahead)
     int PREFETCH_BYTES "FXT_PREFETCH_BYTES"
 
 

@@ -125,7 +125,8 @@ def run(job):
         options = (job.label_smoothing, job.grad_scale)
         if sparse:
             sigmoid_sparse(logits, job.indptr, job.indices, values, cw, pw, sw, options, params,
-                           row_loss, grad, want_grad, pos_buf, n_threads)
+                           row_loss, grad, want_grad, pos_buf, n_threads,
+                           _config.SPARSE_SIGMOID_STORES)
         else:
             sigmoid_dense(logits, dense, cw, pw, sw, options, params, row_loss, grad,
                           want_grad, n_threads)

@@ -28,8 +28,8 @@ from libc.stdint cimport int64_t
 
 from ._scalar cimport bce_negative_term, bce_term, focal_negative_term, focal_negative_term_sq, \
     focal_term
-from ._rows cimport BLOCK, fxt_store_fence, fxt_stream_pre, lane_sum, prefetch_ahead, \
-    stream_block
+from ._rows cimport BLOCK, PREFETCH_BYTES, fxt_store_fence, fxt_stream_pre, lane_sum, \
+    prefetch_ahead, prefetch_at, stream_block
 
 ctypedef fused target_t:
     float
@@ -178,7 +178,8 @@ cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint w
                           const double* class_weight, const double* pos_weight,
                           const params_t* prm, floating scale, bint closed,
                           const int64_t* cols, Py_ssize_t n_pos,
-                          const double* pos_grad) noexcept nogil:
+                          const double* pos_grad, bint stream_ok,
+                          Py_ssize_t ahead) noexcept nogil:
     """``sum_j w_j l(x_j, y_j)`` over every logit but the ``n_pos`` positives ``cols`` (sorted;
     their terms are left out of the block sums: subtracting a confident positive's background
     term afterwards would cancel), float64 from block partial sums, and, if wanted,
@@ -186,8 +187,9 @@ cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint w
     put in place within their block; gr may alias xr (each block is computed into
     ``lbuf``/``gbuf`` before it is written). ``y_j = keep yr[j] + y0``, or ``y0`` when ``yr`` is
     NULL (sparse targets: then, out of place, each block's gradient goes out through
-    non-temporal stores, ``stream_block``); ``pos_weight``: [C] or NULL (then the scalar of
-    ``prm``); ``closed``: see ``block_elements``."""
+    non-temporal stores, ``stream_block``, if ``stream_ok``); ``pos_weight``: [C] or NULL (then
+    the scalar of ``prm``); ``closed``: see ``block_elements``; ``ahead``: how many bytes ahead
+    the logits are prefetched (0: not at all)."""
     cdef floating lbuf[BLOCK]
     cdef floating gbuf[BLOCK + 16]               # + the carried elements of stream_block
     cdef floating pw0 = <floating>pos_weight_of(prm)
@@ -196,15 +198,15 @@ cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint w
     cdef Py_ssize_t b0 = 0, j, size, kp = 0, k0
     cdef const double* wb = NULL
     cdef floating* gb
-    cdef bint stream = want_grad and yr == NULL and <const floating*>gr != xr
+    cdef bint stream = stream_ok and want_grad and yr == NULL and <const floating*>gr != xr
     cdef Py_ssize_t pre = fxt_stream_pre(gr, sizeof(floating)) if stream else 0
     while b0 < n:
         size = n - b0 if n - b0 < BLOCK else BLOCK
         # sparse targets' background; dense targets without a gradient (1024 x 32768 float32:
         # 32 -> 17-18 ms; with a gradient no faster; in Numba's dense_row the same prefetches
         # made the loss-only pass 4x slower, so there it has none)
-        if yr == NULL or not want_grad:
-            prefetch_ahead(xr + b0, size * sizeof(floating))
+        if ahead > 0 and (yr == NULL or not want_grad):
+            prefetch_at(xr + b0, size * sizeof(floating), ahead)
             if yr != NULL:
                 prefetch_ahead(yr + b0, size * sizeof(target_t))
         block_elements(xr + b0, size, yr + b0 if yr != NULL else yr, keep, y0,
@@ -248,7 +250,7 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
                        const int64_t* cols, const double* vals, Py_ssize_t n_pos,
                        const double* class_weight, const double* pos_weight, double sw,
                        double eps, double grad_scale, const params_t* prm,
-                       double* pos_buf) noexcept nogil:
+                       double* pos_buf, bint stream_ok, Py_ssize_t ahead) noexcept nogil:
     cdef floating pw0 = <floating>pos_weight_of(prm)
     cdef floating y0 = <floating>(0.5 * eps)
     cdef floating keep = <floating>(1.0 - eps)
@@ -270,7 +272,7 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
     loss += weighted_pass(xr, gr, n_classes, want_grad, <const floating*>NULL, keep, y0,
                           class_weight, pos_weight if eps > 0.0 else <const double*>NULL, prm,
                           <floating>scale, eps == 0.0 and not shifts_negatives(prm), cols,
-                          n_pos, pos_buf)
+                          n_pos, pos_buf, stream_ok, ahead)
     return sw * loss
 
 
@@ -282,7 +284,7 @@ cdef double dense_row(const floating* xr, floating* gr, bint want_grad, Py_ssize
     return sw * weighted_pass(xr, gr, n_classes, want_grad, yr, <floating>(1.0 - eps),
                               <floating>(0.5 * eps), class_weight, pos_weight, prm,
                               <floating>(sw * grad_scale), False, <const int64_t*>NULL, 0,
-                              <const double*>NULL)
+                              <const double*>NULL, False, PREFETCH_BYTES)
 
 
 cdef void _sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
@@ -290,7 +292,8 @@ cdef void _sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
                   const double[::1] class_weight, const double[::1] pos_weight,
                   const double[::1] sample_weight, double eps, double grad_scale,
                   const params_t* prm, double[::1] row_loss, floating[:, ::1] grad,
-                  bint want_grad, double[::1] pos_buf, int n_threads):
+                  bint want_grad, double[::1] pos_buf, int n_threads, bint stream_ok,
+                  Py_ssize_t ahead):
     cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], i, k0
     cdef const floating* x0 = &logits[0, 0]
     cdef floating* g0 = &grad[0, 0] if want_grad else NULL
@@ -307,7 +310,7 @@ cdef void _sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
                                  cols + k0 if cols != NULL else cols,
                                  vals + k0 if vals != NULL else vals, indptr[i + 1] - k0, cw, pw,
                                  sample_weight[i] if has_sw else 1.0, eps, grad_scale, prm,
-                                 buf + k0 if buf != NULL else buf)
+                                 buf + k0 if buf != NULL else buf, stream_ok, ahead)
 
 
 cdef void _dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
@@ -348,19 +351,25 @@ def sigmoid_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr,
                    const double[::1] class_weight, const double[::1] pos_weight,
                    const double[::1] sample_weight, tuple options, tuple params,
                    double[::1] row_loss, floating[:, ::1] grad, bint want_grad,
-                   double[::1] pos_buf, int n_threads):
+                   double[::1] pos_buf, int n_threads, tuple stores):
     """options = (label_smoothing, grad_scale); params = (pos_weight,) for BCE or
     (gamma, gamma_neg, alpha, clip, clip_hi, clip_lo) for focal (``_math.clip_logit``);
-    pos_weight: [C] or empty (then params[0])."""
+    pos_weight: [C] or empty (then params[0]); stores = (stream, ahead): whether the gradient
+    may go out through non-temporal stores (only out of place), how many bytes ahead the
+    logits are prefetched (``_config.SPARSE_SIGMOID_STORES``)."""
     cdef BCEParams bce
     cdef FocalParams focal
     cdef double eps = options[0], grad_scale = options[1]
+    cdef bint stream_ok = stores[0]
+    cdef Py_ssize_t ahead = stores[1]
     if _params(params, &bce, &focal):
         _sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight, eps,
-                grad_scale, &focal, row_loss, grad, want_grad, pos_buf, n_threads)
+                grad_scale, &focal, row_loss, grad, want_grad, pos_buf, n_threads, stream_ok,
+                ahead)
     else:
         _sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight, eps,
-                grad_scale, &bce, row_loss, grad, want_grad, pos_buf, n_threads)
+                grad_scale, &bce, row_loss, grad, want_grad, pos_buf, n_threads, stream_ok,
+                ahead)
 
 
 def sigmoid_dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,

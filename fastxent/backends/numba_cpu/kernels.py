@@ -97,7 +97,8 @@ def run(job):
             block_bufs = thread_buffers(numba.get_num_threads(), BLOCK_SCRATCH, logits.dtype)
             block_bufs[...] = 1     # positive_block's masks (ones), then its staging area
             sigmoid_sparse(logits, job.indptr, job.indices, values, cw, pw, sw, options, params,
-                           row_loss, grad, want_grad, pos_buf, block_bufs, copies())
+                           row_loss, grad, want_grad, pos_buf, block_bufs, copies(),
+                           _config.SPARSE_SIGMOID_STORES)
         else:
             sigmoid_dense(logits, job.dense, cw, pw, sw, options, params, row_loss, grad,
                           want_grad, copies())

@@ -13,8 +13,9 @@ once and sums the loss of every logit but the positives. A block holding positiv
 their own terms first (their logits are in cache then, and are read before the block's gradient
 is written: logits may alias grad), sums its background terms without the positives' (a mask:
 subtracting them afterwards would cancel) and puts the positives' gradients in place before the
-block goes out. Out of place, each block's gradient is staged in a per-thread buffer and written
-with non-temporal stores (whole cache lines, not read first: ``stream_block``); the loops store
+block goes out. Out of place, where ``_config.SPARSE_SIGMOID_STORES`` says so (by CPU vendor:
+Intel yes, AMD no), each block's gradient is staged in a per-thread buffer and written with
+non-temporal stores (whole cache lines, not read first: ``stream_block``); the loops store
 every element unconditionally (to the staging buffer when no gradient is wanted: a store under
 ``if want_grad`` kept the loss-only loops from vectorising, 7-9x slower than with a gradient).
 Without smoothing and without probability shifting the background uses the closed forms
@@ -149,7 +150,7 @@ def positive_loss(x, y, pw, prm):
 
 @njit(**JIT_OPTIONS)
 def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm,
-                    scale, cols, bufs, positives, stream):
+                    scale, cols, bufs, positives, stream, ahead):
     """``sum_j w_j l(x_j, y0)`` over every logit but the positives ``cols`` (sorted), float64
     from float32 block partial sums, plus the positives' own losses (``positive_terms``), and,
     if wanted, the gradient written once: ``gr[j] = scale w_j dl/dx(x_j, y0)`` for every
@@ -160,9 +161,10 @@ def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use
     the runs of blocks between them through ``background_blocks``, whose loops stay as they
     are without positives (a test per block inside them measured 5-13% slower).
     ``bufs``: ``block_buffer``. With ``stream`` each block's gradient is staged there and goes
-    out through non-temporal stores (``stream_block``). The blocks are ``BLOCK`` elements from
-    the row's start wherever gr lies, so the sums, hence the bits, do not depend on gr's
-    address."""
+    out through non-temporal stores (``stream_block``). ``ahead``: how many bytes ahead the
+    logits are prefetched (``prefetch_ahead``; 0: not at all). The blocks are ``BLOCK``
+    elements from the row's start wherever gr lies, so the sums, hence the bits, do not depend
+    on gr's address."""
     wide_vectors()
     n = xr.size
     pre = address_of(gr) % STREAM_BYTES // gr.itemsize if stream else 0
@@ -173,13 +175,13 @@ def background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use
     while True:
         b0 = max(cols[kp] // BLOCK * BLOCK, start) if kp < cols.size else n
         total += background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
-                                   use_pw, prm, scale, start, b0, stream, staging, pre)
+                                   use_pw, prm, scale, start, b0, stream, staging, pre, ahead)
         if b0 == n:
             break
         b1 = min(b0 + BLOCK, n)
         acc, kp = positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
                                  use_pw, prm, scale, b0, b1, cols, kp, mask, positives,
-                                 stream, staging, pre)
+                                 stream, staging, pre, ahead)
         total += acc
         start = b1
     if stream:
@@ -217,7 +219,7 @@ def stream_block(gr, b0, b1, staging, pre):
 
 @njit(inline="always", **JIT_OPTIONS)
 def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm,
-                      scale, start, stop, stream, staging, pre):
+                      scale, start, stop, stream, staging, pre, ahead):
     """``background_pass`` over the blocks from ``start`` to ``stop`` (block boundaries),
     which hold no positive."""
     wide_vectors()
@@ -228,7 +230,8 @@ def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, u
     total = 0.0
     for b0 in range(start, stop, BLOCK):
         b1 = min(b0 + BLOCK, stop)
-        prefetch_ahead(xr, b0, b1)
+        if ahead > 0:
+            prefetch_ahead(xr, b0, b1, ahead)
         xb = xr[b0:b1]
         gb = staging[pre:pre + b1 - b0] if stream or not want_grad else gr[b0:b1]
         cwb = class_weight[b0:b1]                # (empty when absent) sliced: a loop indexed
@@ -263,7 +266,7 @@ def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, u
 
 @njit(inline="always", **JIT_OPTIONS)
 def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_pw, prm, scale,
-                   b0, b1, cols, kp, mask, positives, stream, staging, pre):
+                   b0, b1, cols, kp, mask, positives, stream, staging, pre, ahead):
     """``(sum, kp)``: ``background_pass`` over the block ``[b0, b1)``, which holds the
     positives ``cols[kp:]`` below ``b1``: the gradient written, the background terms summed
     without the positives' (``mask``: ``BLOCK`` ones, the positives' entries set to 0 for the
@@ -278,7 +281,8 @@ def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_
     pw0 = prm[0]
     general = y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
     squared = squares_negatives(prm)
-    prefetch_ahead(xr, b0, b1)
+    if ahead > 0:
+        prefetch_ahead(xr, b0, b1, ahead)
     xb = xr[b0:b1]
     gb = staging[pre:pre + b1 - b0] if stream or not want_grad else gr[b0:b1]
     mb = mask[:b1 - b0]
@@ -340,7 +344,7 @@ def positive_terms(xr, k, cols, positives):
 
 @njit(**JIT_OPTIONS)
 def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, pos_weight,
-               has_pw, sw, options, params, pos_buf, bufs, stream):
+               has_pw, sw, options, params, pos_buf, bufs, stream, ahead):
     wide_vectors()
     eps, grad_scale = options
     prm = _typed(xr[0], params)
@@ -352,7 +356,7 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
                  pw0, prm, scale)
     loss = background_pass(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight,
                            has_pw and eps > 0.0, prm, _math.cast_like(xr[0], scale), cols,
-                           bufs, positives, stream and want_grad)
+                           bufs, positives, stream and want_grad, ahead)
     return sw * loss
 
 
@@ -392,9 +396,12 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, pos_weight, has_pw, s
 
 @njit(parallel=True, **JIT_OPTIONS)
 def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sample_weight,
-                   options, params, row_loss, grad, want_grad, pos_buf, block_bufs, copies):
+                   options, params, row_loss, grad, want_grad, pos_buf, block_bufs, copies,
+                   stores):
     """options = (label_smoothing, grad_scale); pos_weight: [C] or empty (then params[0]);
-    block_bufs: ``thread_buffers(threads, BLOCK_SCRATCH)`` in the logits' dtype, filled with
+    stores = (stream, ahead): whether the gradient may go out through non-temporal stores
+    (only out of place), how many bytes ahead the logits are prefetched
+    (``_config.SPARSE_SIGMOID_STORES``); block_bufs: ``thread_buffers(threads, BLOCK_SCRATCH)`` in the logits' dtype, filled with
     ones (``block_buffer``: ``positive_block``'s masks, left as ones, and staging areas);
     copies: ``_rows.source_row``; indices sorted within each row."""
     wide_vectors()
@@ -411,7 +418,7 @@ def sigmoid_sparse(logits, indptr, indices, values, class_weight, pos_weight, sa
                                  has_values, class_weight, has_cw, pos_weight, has_pw,
                                  sample_weight[i] if has_sw else 1.0, options, params,
                                  pos_buf[k0:k1], block_buffer(block_bufs),
-                                 copies.size == 0)
+                                 stores[0] and copies.size == 0, stores[1])
 
 
 @njit(parallel=True, **JIT_OPTIONS)
