@@ -88,17 +88,28 @@ def exp_block_sums(blk, m, out, store):
 
 
 @njit(inline="always", **JIT_OPTIONS)
-def online_stats(xr, buf, block_m, store, ahead_bytes):
+def online_stats(xr, buf, block_m, store, ahead_bytes, pg, psrc, pa):
     """``row_stats``; with ``store``, also ``buf[j] = exp(x_j - m_b)`` and ``block_m[b] = m_b``,
     ``m_b`` the running max when block ``b`` was read (``row_stats_store`` then rescales them
-    to ``exp(x_j - m)``). The logits are prefetched ``ahead_bytes`` ahead."""
+    to ``exp(x_j - m)``). The logits are prefetched ``ahead_bytes`` ahead. Unless ``pg`` is
+    empty, the previous row's gradient goes out meanwhile, block by block:
+    ``pg[j] = pa * psrc[j]`` with non-temporal stores for the cache lines ``pg`` (as long as
+    ``xr``) covers whole; the caller writes its partial first and last lines
+    (``stream_ends``) and fences."""
     wide_vectors()
     n = xr.size
     m = _math.cast_like(xr[0], -math.inf)
     s1 = -1.0                                    # s = 0 so far
+    lanes = STREAM_BYTES // xr.itemsize
+    head = (-address_of(pg)) % STREAM_BYTES // xr.itemsize if pg.size > 0 else 0
     for b0 in range(0, n, BLOCK):
         b1 = min(b0 + BLOCK, n)
         prefetch_ahead(xr, b0, b1, ahead_bytes)
+        if pg.size > 0:                          # pg's lines that start in this block
+            j = b0 + (head - b0) % lanes
+            while j < b1 and j + lanes <= n:
+                stream_scaled(pg, j, psrc, j, pa)
+                j += lanes
         blk = xr[b0:b1]
         bm = block_max(blk)
         if bm > m:                               # s <- s exp(m - bm): s1 <- (s1 + 1) r - 1
@@ -127,7 +138,8 @@ def row_stats(xr):
     ``(m, s1)`` with ``m = max x`` and ``s1 = sum exp(x - m) - 1`` (float64). The max's own
     term 1 is left out of the float32 block sums and added back exactly, so
     ``log s = log1p(s1)`` keeps full relative accuracy when one class dominates."""
-    return online_stats(xr, xr[:0], xr[:0], False, PREFETCH_BYTES)
+    return online_stats(xr, xr[:0], xr[:0], False, PREFETCH_BYTES, xr[:0], xr[:0],
+                        _math.cast_like(xr[0], 0.0))
 
 
 @_jit
@@ -154,10 +166,19 @@ def row_stats_store(xr, buf, one_stream):
     ``exp(m_b - m)`` once the row is done (in cache; blocks already at ``m`` are skipped).
     ``one_stream``: the logits are the only row read from memory (then short rows are
     prefetched ``SHORT_ROW_PREFETCH_BYTES`` ahead)."""
+    return row_stats_store_streaming(xr, buf, one_stream, xr[:0], xr[:0],
+                                     _math.cast_like(xr[0], 0.0))
+
+
+@_jit
+def row_stats_store_streaming(xr, buf, one_stream, pg, psrc, pa):
+    """``row_stats_store`` that meanwhile writes the previous row's gradient
+    ``pg[j] = pa * psrc[j]`` block by block with non-temporal stores (``online_stats``;
+    ``pg`` empty: nothing)."""
     n = xr.size
     ahead = (SHORT_ROW_PREFETCH_BYTES if one_stream and n * xr.itemsize <= SHORT_ROW_BYTES
              else PREFETCH_BYTES)
-    m, s1 = online_stats(xr, buf[:n], buf[n:], True, ahead)
+    m, s1 = online_stats(xr, buf[:n], buf[n:], True, ahead, pg, psrc, pa)
     for b0 in range(0, n, BLOCK):
         mb = buf[n + b0 // BLOCK]
         if mb != m:
@@ -278,6 +299,20 @@ def stream_scaled_row(gr, src, a, cached):
     for j in range(body, n):
         gr[j] = a * src[j]
     store_fence()
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def stream_ends(gr, src, a):
+    """``gr[j] = a * src[j]`` for the elements of ``gr``'s partial first and last cache lines
+    (plain stores), which ``online_stats``'s streaming leaves out."""
+    n = gr.size
+    lanes = STREAM_BYTES // gr.itemsize
+    head = min(n, (-address_of(gr)) % STREAM_BYTES // gr.itemsize)
+    body = head + (n - head) // lanes * lanes
+    for j in range(head):
+        gr[j] = a * src[j]
+    for j in range(body, n):
+        gr[j] = a * src[j]
 
 
 @_jit

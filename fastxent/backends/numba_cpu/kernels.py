@@ -7,8 +7,8 @@ from ... import _config, _math
 
 from .sigmoid import sigmoid_dense, sigmoid_elements, sigmoid_sparse
 from .softmax_focal import softmax_focal_dense, softmax_focal_sparse
-from ._rows import BLOCK_SCRATCH, GUARD, row_buf_width, thread_buffers
-from .softmax_xent import softmax_xent_dense, softmax_xent_sparse
+from ._rows import BLOCK_SCRATCH, GUARD, SCRATCH_ALIGN, row_buf_width, thread_buffers
+from .softmax_xent import softmax_xent_dense, softmax_xent_sparse, softmax_xent_sparse_pipelined
 
 
 _PADS = {}
@@ -24,6 +24,18 @@ def _nothing(dtype, shape=(0,)):
     if pad is None:
         pad = _PADS.setdefault(dtype, np.zeros(2 * GUARD, dtype=dtype))
     return pad[GUARD:GUARD + 1][:0].reshape(shape)
+
+
+def _pipelines(logits, grad):
+    """Whether the class-index / CSR softmax CE with cached rows takes
+    ``softmax_xent_sparse_pipelined``: out of place (in place, the cached rows write the
+    gradient with plain stores right after reading the row)."""
+    return grad.size > 0 and not np.shares_memory(logits, grad)
+
+
+#: Elements of one of the pipelined softmax CE's two row buffers are rounded up to this many
+#: bytes, so that the second one starts on a ``SCRATCH_ALIGN`` boundary too.
+_LINE_PAIR_BYTES = SCRATCH_ALIGN
 
 
 def _or_empty(arr, dtype=np.float64):
@@ -65,6 +77,15 @@ def run(job):
         if sparse:
             cached = (want_grad and job.label_smoothing == 0.0
                       and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES)
+            if cached and _pipelines(logits, grad):
+                per = _LINE_PAIR_BYTES // logits.itemsize
+                width = -(-row_buf_width(n_classes) // per) * per
+                runs = numba.get_num_threads()
+                row_bufs = thread_buffers(runs, 2 * width, logits.dtype)
+                softmax_xent_sparse_pipelined(logits, job.indptr, job.indices, values, cw, sw,
+                                              options, row_loss, grad, pos_buf,
+                                              row_bufs.reshape(runs, 2, width))
+                return row_loss
             row_bufs = (thread_buffers(numba.get_num_threads(), row_buf_width(n_classes),
                                        logits.dtype) if cached else _nothing(logits.dtype, (1, 0)))
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,

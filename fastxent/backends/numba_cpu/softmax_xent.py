@@ -13,16 +13,19 @@ relative accuracy instead of cancelling (``M' = M + 2 z_loss lse``, ``u_c = w_c 
 Phases per row: 1. row statistics (one read of the logits), 2. loss, 3. gradient (one write;
 the logits may be the gradient buffer: every read of x_j happens before its write).
 Targets: sparse (CSR; class indices arrive here as one positive per row) or dense [N, C].
-A row function does the work; the kernel is a parallel loop over rows.
+A row function does the work; the kernel is a parallel loop over rows (out of place, with
+class indices or CSR targets and rows that stay in cache, a parallel loop over runs of rows
+that writes each row's gradient while it reads the next: ``softmax_xent_sparse_pipelined``).
 """
 import math
 
 from numba import njit, prange
 
 from ... import _math
-from ._primitives import JIT_OPTIONS, address_of, wide_vectors
-from ._rows import (BLOCK, argmax_of, row_buf_width, row_stats, row_stats_store, row_sum_gap,
-                    source_row, stream_scaled_row, thread_row, write_softmax_grad)
+from ._primitives import JIT_OPTIONS, address_of, store_fence, wide_vectors
+from ._rows import (BLOCK, argmax_of, row_buf_width, row_stats, row_stats_store,
+                    row_stats_store_streaming, row_sum_gap, source_row, stream_ends,
+                    stream_scaled_row, thread_row, write_softmax_grad)
 
 
 @njit(**JIT_OPTIONS)
@@ -54,15 +57,13 @@ def sparse_row(xr, gr, want_grad, cols, vals, has_values, class_weight, has_cw, 
     wide_vectors()
     eps, z_loss, grad_scale, cw_sum, cached_row_bytes = options
     n_classes = xr.size
-    mass_pos = 0.0
-    for k in range(cols.size):
-        mass_pos += vals[k] if has_values else 1.0
+    mass_pos = row_mass(cols, vals, has_values)
     if cols.size == 0 or not mass_pos > 0.0:            # no target distribution: not counted
         if want_grad:
             gr[:] = 0.0
         return 0.0
     if (want_grad and eps == 0.0 and n_classes * xr.itemsize <= cached_row_bytes
-            and row_buf.size == row_buf_width(n_classes)):
+            and row_buf.size >= row_buf_width(n_classes)):
         return cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw,
                                  options, mass_pos, pos_buf, row_buf)
     # 1. row statistics
@@ -128,10 +129,26 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
     non-temporal stores (one exp per element and one read of the logits from memory; the
     gradient is written without being read; the same loss and gradient formulas).
     ``pos_buf`` holds ``m - x_c`` of the positives, then their gradients."""
+    loss, a = cached_sparse_terms(xr, cols, vals, has_values, class_weight, has_cw, sw, options,
+                                  mass_pos, pos_buf, row_buf, xr[:0], row_buf[:0],
+                                  _math.cast_like(xr[0], 0.0))
+    stream_scaled_row(gr, row_buf[:xr.size], a, address_of(gr) == address_of(xr))
+    put_positives(gr, cols, pos_buf)
+    return loss
+
+
+@njit(**JIT_OPTIONS)
+def cached_sparse_terms(xr, cols, vals, has_values, class_weight, has_cw, sw, options, mass_pos,
+                        pos_buf, row_buf, pg, psrc, pa):
+    """``(loss, a)`` of ``cached_sparse_row``: its phases 1 and 2, ``exp(x - m)`` left in
+    ``row_buf`` and the positives' gradients in ``pos_buf``; the row's gradient is then
+    ``a * row_buf`` with the positives' put in place (``put_positives``). While it reads the
+    logits, the previous row's gradient ``pg = pa * psrc`` goes out (``pg`` empty: none;
+    ``row_stats_store_streaming``)."""
     wide_vectors()
     eps, z_loss, grad_scale, cw_sum, cached_row_bytes = options
     # 1. row statistics, exp(x - m) stored into row_buf
-    m, s1 = row_stats_store(xr, row_buf, True)
+    m, s1 = row_stats_store_streaming(xr, row_buf, True, pg, psrc, pa)
     for k in range(cols.size):
         pos_buf[k] = _math.fence(float(m) - float(xr[cols[k]]))
     s = 1.0 + s1
@@ -147,7 +164,7 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
         wy_sum += wy
         wy_gap += wy * pos_buf[k]
     loss = sw * (wy_gap + wy_sum * log_s + z_loss * lse * lse)
-    # 3. gradient: the stored exp scaled into the gradient, then the positives' exact values
+    # 3. gradient: the positives' exact values (the rest is the stored exp, scaled by a)
     scale = sw * grad_scale
     for k in range(cols.size):
         c = cols[k]
@@ -159,10 +176,24 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
                                                     class_weight, has_cw, mass_pos)
                                         + 2.0 * z_loss * lse, wy)
     a = _math.cast_like(m, scale * (wy_sum + 2.0 * z_loss * lse) / s)
-    stream_scaled_row(gr, row_buf[:xr.size], a, address_of(gr) == address_of(xr))
+    return loss, a
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def put_positives(gr, cols, pos_buf):
+    """``gr[cols[k]] = pos_buf[k]``: the positives' exact gradients, after the row's stream."""
     for k in range(cols.size):
-        gr[cols[k]] = _math.cast_like(m, pos_buf[k])
-    return loss
+        gr[cols[k]] = _math.cast_like(gr[0], pos_buf[k])
+
+
+@njit(**JIT_OPTIONS)
+def row_mass(cols, vals, has_values):
+    """The positives' total value (their count without values): 0 for a row that is not
+    counted (no target distribution)."""
+    mass_pos = 0.0
+    for k in range(cols.size):
+        mass_pos += vals[k] if has_values else 1.0
+    return mass_pos
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -236,7 +267,7 @@ def dense_row(xr, gr, want_grad, yr, class_weight, has_cw, sw, options, row_buf)
     wide_vectors()
     cached_row_bytes = options[4]
     if (want_grad and xr.size * xr.itemsize <= cached_row_bytes
-            and row_buf.size == row_buf_width(xr.size)):
+            and row_buf.size >= row_buf_width(xr.size)):
         return cached_dense_row(xr, gr, yr, class_weight, has_cw, sw, options, row_buf)
     # 1. row statistics
     m, s1 = row_stats(xr)
@@ -317,6 +348,67 @@ def softmax_xent_sparse(logits, indptr, indices, values, class_weight, sample_we
                                  has_values, class_weight, has_cw,
                                  sample_weight[i] if has_sw else 1.0, options, pos_buf[k0:k1],
                                  thread_row(row_bufs))
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def softmax_xent_sparse_pipelined(logits, indptr, indices, values, class_weight, sample_weight,
+                                  options, row_loss, grad, pos_buf, row_bufs):
+    """``softmax_xent_sparse`` for calls that take ``cached_sparse_row`` on every counted row
+    (a gradient, no label smoothing, rows of at most the cached row bytes) out of place: each
+    of the
+    ``row_bufs.shape[0]`` runs of rows writes row i's gradient while it reads row i + 1
+    (``cached_sparse_terms``), which keeps the memory busy during the arithmetic (two row
+    buffers per run: ``row_bufs`` [R, 2, row_buf_width(C)]). The same bits as the row by row
+    form."""
+    wide_vectors()
+    has_values = values.size > 0
+    has_cw = class_weight.size > 0
+    has_sw = sample_weight.size > 0
+    n_rows = logits.shape[0]
+    n_runs = row_bufs.shape[0]
+    n_classes = logits.shape[1]
+    for t in prange(n_runs):
+        r0 = t * n_rows // n_runs
+        r1 = (t + 1) * n_rows // n_runs
+        pending = -1                             # the row whose gradient is still to go out
+        pa = _math.cast_like(logits[0, 0], 0.0)
+        for i in range(r0, r1):
+            cur = row_bufs[t, i % 2]
+            prev = row_bufs[t, 1 - i % 2]
+            k0 = indptr[i]
+            k1 = indptr[i + 1]
+            cols = indices[k0:k1]
+            vals = values[k0:k1] if has_values else values
+            mass_pos = row_mass(cols, vals, has_values)
+            pg = grad[i, :0]
+            if pending >= 0:
+                pg = grad[pending]
+            if cols.size == 0 or not mass_pos > 0.0:     # not counted: zeros
+                if pending >= 0:
+                    stream_scaled_row(pg, prev[:n_classes], pa, False)
+                    put_positives(pg, indices[indptr[pending]:indptr[pending + 1]],
+                                  pos_buf[indptr[pending]:indptr[pending + 1]])
+                    pending = -1
+                grad[i, :] = 0.0
+                row_loss[i] = 0.0
+                continue
+            loss, a = cached_sparse_terms(
+                logits[i], cols, vals, has_values, class_weight, has_cw,
+                sample_weight[i] if has_sw else 1.0, options, mass_pos, pos_buf[k0:k1], cur,
+                pg, prev, pa)
+            row_loss[i] = loss
+            if pending >= 0:
+                stream_ends(pg, prev, pa)
+                store_fence()
+                put_positives(pg, indices[indptr[pending]:indptr[pending + 1]],
+                              pos_buf[indptr[pending]:indptr[pending + 1]])
+            pending = i
+            pa = a
+        if pending >= 0:
+            last = row_bufs[t, pending % 2]
+            stream_scaled_row(grad[pending], last[:n_classes], pa, False)
+            put_positives(grad[pending], indices[indptr[pending]:indptr[pending + 1]],
+                          pos_buf[indptr[pending]:indptr[pending + 1]])
 
 
 @njit(parallel=True, **JIT_OPTIONS)
