@@ -355,10 +355,10 @@ def softmax_xent_sparse_pipelined(logits, indptr, indices, values, class_weight,
                                   options, row_loss, grad, pos_buf, row_bufs):
     """``softmax_xent_sparse`` for calls that take ``cached_sparse_row`` on every counted row
     (a gradient, no label smoothing, rows of at most the cached row bytes) out of place: each
-    of the
-    ``row_bufs.shape[0]`` runs of rows writes row i's gradient while it reads row i + 1
+    of the ``row_bufs.shape[0]`` runs of rows writes row i's gradient while it reads row i + 1
     (``cached_sparse_terms``), which keeps the memory busy during the arithmetic (two row
-    buffers per run: ``row_bufs`` [R, 2, row_buf_width(C)]). The same bits as the row by row
+    buffers per run: ``row_bufs`` [R, 2, W], W >= ``row_buf_width(C)``). A row that counts
+    nothing gets zeros (after the pending row's gradient). The same bits as the row by row
     form."""
     wide_vectors()
     has_values = values.size > 0
