@@ -101,13 +101,13 @@ def online_stats(xr, buf, block_m, store, ahead_bytes, pg, psrc, pa):
     m = _math.cast_like(xr[0], -math.inf)
     s1 = -1.0                                    # s = 0 so far
     lanes = STREAM_BYTES // xr.itemsize
-    head = (-address_of(pg)) % STREAM_BYTES // xr.itemsize if pg.size > 0 else 0
+    head, body = line_span(pg)
     for b0 in range(0, n, BLOCK):
         b1 = min(b0 + BLOCK, n)
         prefetch_ahead(xr, b0, b1, ahead_bytes)
         if pg.size > 0:                          # pg's lines that start in this block
             j = b0 + (head - b0) % lanes
-            while j < b1 and j + lanes <= n:
+            while j < min(b1, body):
                 stream_scaled(pg, j, psrc, j, pa)
                 j += lanes
         blk = xr[b0:b1]
@@ -289,29 +289,33 @@ def stream_scaled_row(gr, src, a, cached):
         for j in range(n):
             gr[j] = a * src[j]
         return
+    head, body = line_span(gr)
+    stream_ends(gr, src, a)
+    for j in range(head, body, STREAM_BYTES // gr.itemsize):
+        stream_scaled(gr, j, src, j, a)
+    store_fence()
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def line_span(gr):
+    """``(head, body)``: ``gr[head:body]`` are the whole cache lines ``gr`` covers (``head``
+    elements lie before its first line boundary); (0, 0) for an empty ``gr``."""
+    n = gr.size
+    if n == 0:
+        return 0, 0
     lanes = STREAM_BYTES // gr.itemsize
     head = min(n, (-address_of(gr)) % STREAM_BYTES // gr.itemsize)
-    body = head + (n - head) // lanes * lanes
-    for j in range(head):
-        gr[j] = a * src[j]
-    for j in range(head, body, lanes):
-        stream_scaled(gr, j, src, j, a)
-    for j in range(body, n):
-        gr[j] = a * src[j]
-    store_fence()
+    return head, head + (n - head) // lanes * lanes
 
 
 @njit(inline="always", **JIT_OPTIONS)
 def stream_ends(gr, src, a):
     """``gr[j] = a * src[j]`` for the elements of ``gr``'s partial first and last cache lines
-    (plain stores), which ``online_stats``'s streaming leaves out."""
-    n = gr.size
-    lanes = STREAM_BYTES // gr.itemsize
-    head = min(n, (-address_of(gr)) % STREAM_BYTES // gr.itemsize)
-    body = head + (n - head) // lanes * lanes
+    (plain stores), which the non-temporal stores of whole lines leave out (``line_span``)."""
+    head, body = line_span(gr)
     for j in range(head):
         gr[j] = a * src[j]
-    for j in range(body, n):
+    for j in range(body, gr.size):
         gr[j] = a * src[j]
 
 
