@@ -41,6 +41,10 @@ EXP_HI = F32(88.72283)
 #: exp_poly returns 0 for x < EXP_LO, whose exact exp is below exp(EXP_LO) = 1.00024 * 2**-125
 #: (the docstring's "below 2**-125": a few float32 x in [-125 ln2, EXP_LO) are flushed too)
 FLUSH = float(np.exp(np.float64(EXP_LO)))
+#: exp_nonpos_poly flushes where x log2(e) rounds to -126 (its 2**(k-1) is 0 there): every x
+#: below -125.5 ln2 = -86.9902, whose exact exp is below 2**-125.5; above, it is in its bound
+NONPOS_FLUSH_X = -125.5 * math.log(2.0)
+NONPOS_FLUSH = 2.0 ** -125.5
 
 # ============================================================================================
 # the jitted test functions (generated module, cached on disk; see the module docstring)
@@ -297,30 +301,39 @@ needs_exp_nonpos = pytest.mark.skipif("exp_nonpos" not in PRIMITIVES,
 @needs_exp_nonpos
 @pytest.mark.parametrize("mode", MODES)
 def test_exp_nonpos_poly_bound(mode):
-    """exp_nonpos (x <= 0): the stated relative error wherever the result is not flushed;
-    x < -86.64315 gives 0."""
+    """exp_nonpos (x <= 0): the stated relative error wherever the result is not flushed, that
+    is for every x above -125.5 ln2 (float32 x within 1e-5 of it may go either way: the
+    rounding of x log2(e) decides); below, 0 (the exact value is < 2**-125.5); never a
+    subnormal."""
     x = exp_grid()
     x = x[x <= 0]
     got = run_primitive("exp_nonpos", mode, x)
     exact = np.exp(x.astype(np.float64))
-    normal = x >= EXP_LO
-    assert_rel(got[normal], exact[normal], BOUND["exp_nonpos"], x[normal],
+    x64 = x.astype(np.float64)
+    above = x64 > NONPOS_FLUSH_X + 1e-5
+    below = x64 < NONPOS_FLUSH_X - 1e-5
+    edge = ~above & ~below
+    assert_rel(got[above], exact[above], BOUND["exp_nonpos"], x[above],
                f"exp_nonpos ({mode})")
-    low = ~normal
-    assert low.sum() > 1000 and np.all(got[low] == 0.0) and np.all(exact[low] < FLUSH)
+    assert below.sum() > 1000 and np.all(got[below] == 0.0) and np.all(exact[below] < NONPOS_FLUSH)
+    kept = edge & (got != 0)
+    assert_rel(got[kept], exact[kept], BOUND["exp_nonpos"], x[kept], f"exp_nonpos ({mode})")
+    assert np.all((got == 0) | (got >= TINY32)), "a subnormal result"
+    # the range exp_poly flushes and exp_nonpos no longer does
+    assert np.all(got[(x < EXP_LO) & above] > 0) and ((x < EXP_LO) & above).sum() > 10
 
 
 def test_rint_exp2_rounds_to_nearest_even_and_scales_exactly():
     """rint_exp2 (float32, in a vectorised loop with the kernels' flags): k is a nearest integer
-    to t (NumPy's rint away from ties; the odd neighbour at a tie, as stated) and 2**k is
-    exact, for every t of a fine grid of [-126, 127] and every float32 within 32 ulps of each
-    half-integer; NaN gives k = NaN. The definition in Python agrees away from ties."""
-    parts = [np.arange(-126.0, 127.0 + 1e-9, 1.0 / 64).astype(np.float32)]
-    for k in range(-126, 127):
+    to t (NumPy's rint: the even neighbour at a tie, as stated) and 2**(k-1) is exact, 0 for
+    k = -126, for every t of a fine grid of [-126.5, 127] and every float32 within 32 ulps of
+    each half-integer; NaN gives k = NaN. The definition in Python agrees."""
+    parts = [np.arange(-126.5, 127.0 + 1e-9, 1.0 / 64).astype(np.float32)]
+    for k in range(-127, 127):
         if k + 0.5 != 0:
             parts.append(around(k + 0.5, 32))
     t = np.concatenate(parts + [np.array([np.nan, -0.0, 0.0], np.float32)])
-    t = t[np.isnan(t) | ((t >= -126) & (t <= 127))]
+    t = t[np.isnan(t) | ((t >= -126.5) & (t <= 127))]
     k = np.empty_like(t)
     scale = np.empty_like(t)
     J.rint_exp2(t, k, scale)
@@ -328,28 +341,32 @@ def test_rint_exp2_rounds_to_nearest_even_and_scales_exactly():
     t64 = t.astype(np.float64)
     tie = num & (t64 - np.floor(t64) == 0.5)
     assert tie.sum() > 250
-    away = num & ~tie
-    np.testing.assert_array_equal(k[away], np.rint(t[away]))
-    low = np.floor(t[tie])
-    np.testing.assert_array_equal(k[tie], np.where(low % 2 != 0, low, low + 1))
-    np.testing.assert_array_equal(scale[num], np.ldexp(np.float32(1), k[num].astype(np.int32)))
+    np.testing.assert_array_equal(k[num], np.rint(t[num]))
+    assert k[num].min() == -126 and (k == -126).sum() > 32
+    want = np.where(k[num] == -126, np.float32(0),
+                    np.ldexp(np.float32(1), np.maximum(k[num], -125).astype(np.int32) - 1))
+    np.testing.assert_array_equal(scale[num], want)
     assert np.isnan(k[~num]).all()
-    for v in t[away][::997]:
-        assert M.rint_exp2(float(v)) == (float(np.rint(v)), math.ldexp(1.0, int(np.rint(v))))
+    for v in np.concatenate([t[num][::997], t[tie][::17]]):
+        kv = float(np.rint(v))
+        assert M.rint_exp2(float(v)) == (kv, 0.0 if kv == -126 else math.ldexp(1.0, int(kv) - 1))
     assert math.isnan(M.rint_exp2(math.nan)[0])
 
 
 @needs_exp_nonpos
 @pytest.mark.parametrize("mode", MODES)
 def test_exp_nonpos_poly_special_values(mode):
-    x = np.array([np.nan, -np.inf, 0.0, -0.0, -87.4, -1e4, -3e38, EXP_LO,
-                  np.nextafter(EXP_LO, F32(-np.inf)), -1e-45], dtype=np.float32)
+    x = np.array([np.nan, -np.inf, 0.0, -0.0, -87.4, -1e4, -3e38, -86.98, -87.0, -1e-45,
+                  EXP_LO, np.nextafter(EXP_LO, F32(-np.inf)), -87.33654475], dtype=np.float32)
     got = run_primitive("exp_nonpos", mode, x)
     assert np.isnan(got[0]) and got[1] == 0.0
     assert got[2] == 1.0 and got[3] == 1.0
     assert np.all(got[4:7] == 0.0)
-    assert 0 < got[7] < 2.0 ** -124 and got[8] == 0.0
+    assert TINY32 < got[7] < 2.0 ** -124 and got[8] == 0.0
     assert got[9] == 1.0
+    exact = np.exp(x[[7, 10, 11]].astype(np.float64))
+    assert np.all(rel_err(got[[7, 10, 11]], exact) <= BOUND["exp_nonpos"])
+    assert got[12] == 0.0
 
 
 def log_grid():

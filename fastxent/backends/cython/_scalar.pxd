@@ -78,33 +78,34 @@ cdef inline float exp_poly(float x) noexcept nogil:
     return res if x == x else x
 
 
-cdef inline void rint_exp2_f32(float t, float* k, float* scale) noexcept nogil:
-    """``_math.rint_exp2``: ``k`` a nearest integer to ``t`` (a tie takes the odd one) and
-    ``2**k``, from one addition: ``j = t + B`` (``B = 1.5 * 2**23 + 127``) leaves ``k + 127`` in
-    j's low mantissa bits; ``k = j - B``, and those bits shifted left by 23 are 2**k (Numba's)."""
-    cdef float bias = 12583039.0
+cdef inline void rint_exp2_f32(float t, float* k, float* half_scale) noexcept nogil:
+    """``_math.rint_exp2``: ``k`` a nearest integer to ``t`` (a tie takes the even one) and
+    ``2**(k-1)`` (0 for k = -126), from one addition: ``j = t + B`` (``B = 1.5 * 2**23 + 126``)
+    leaves ``k + 126`` in j's low mantissa bits; ``k = j - B``, and those bits shifted left by
+    23 are 2**(k-1) (Numba's)."""
+    cdef float bias = 12583038.0
     cdef float j = fence_f32(t + bias)               # fenced: no (t + B) - B -> t
     k[0] = fence_f32(j - bias)
-    scale[0] = f32_from_bits(<int32_t>(<uint32_t>bits_from_f32(j) << 23))
+    half_scale[0] = f32_from_bits(<int32_t>(<uint32_t>bits_from_f32(j) << 23))
 
 
 cdef inline float exp_nonpos_poly(float x) noexcept nogil:
     """``_math.exp_nonpos_poly``: exp(x) for x <= 0 or NaN (a NaN stays NaN through every
-    step); x < -86.64 -> 0."""
-    cdef float lo = -86.64315
-    cdef float one = 1.0
-    cdef float xc, kf, scale, r, p
+    step) as ``2 exp(r) * 2**(k-1)``, the coefficients doubled; x < -86.99 -> 0 (k = -126)."""
+    cdef float lo = -87.33654475                      # -126 ln2
+    cdef float two = 2.0
+    cdef float xc, kf, half_scale, r, p
     xc = lo if x < lo else x
-    rint_exp2_f32(xc * <float>1.4426950408889634, &kf, &scale)
+    rint_exp2_f32(xc * <float>1.4426950408889634, &kf, &half_scale)
     r = fence_f32(xc - kf * <float>0.693359375) - kf * <float>-2.12194440e-4   # Cody-Waite
-    p = <float>0.0013814519625157118                      # _math.EXP_C6 ... EXP_C2
-    p = p * r + <float>0.00836874358355999
-    p = p * r + <float>0.04166839271783829
-    p = p * r + <float>0.1666652113199234
-    p = p * r + <float>0.4999999403953552
-    p = p * r + one
-    p = p * r + one
-    return <float>0.0 if x < lo else p * scale
+    p = <float>(2.0 * 0.0013814519625157118)              # 2 * _math.EXP_C6 ... EXP_C2
+    p = p * r + <float>(2.0 * 0.00836874358355999)
+    p = p * r + <float>(2.0 * 0.04166839271783829)
+    p = p * r + <float>(2.0 * 0.1666652113199234)
+    p = p * r + <float>(2.0 * 0.4999999403953552)
+    p = p * r + two
+    p = p * r + two
+    return p * half_scale
 
 
 cdef inline float atanh_series(float s) noexcept nogil:

@@ -248,10 +248,10 @@ def _rint(t):
         return lambda t: float(round(t))
 
 
-#: ``1.5 * 2**23 + 127``: adding it to a float32 ``t`` (|t| < 2**21) rounds ``t`` to an integer
-#: ``k`` and leaves ``k + 127``, 2**k's biased exponent, in the low mantissa bits (the sum
-#: rounds to even, so a tie takes the odd ``k``).
-_ROUND_BIAS = 12583039.0
+#: ``1.5 * 2**23 + 126``: adding it to a float32 ``t`` (|t| < 2**21) rounds ``t`` to an integer
+#: ``k`` and leaves ``k + 126``, 2**(k-1)'s biased exponent, in the low mantissa bits (the sum
+#: rounds to even, so a tie takes the even ``k``).
+_ROUND_BIAS = 12583038.0
 
 
 @intrinsic
@@ -271,8 +271,9 @@ def _bias_round(typingctx, t, sign):
 
 @intrinsic
 def _exp2_of_rounded(typingctx, j):
-    """``2**k`` from ``j = t + _ROUND_BIAS``: the low mantissa bits shifted into the exponent
-    field (for a NaN ``j``, some value that a NaN times it keeps NaN)."""
+    """``2**(k-1)`` from ``j = t + _ROUND_BIAS``: the low mantissa bits shifted into the
+    exponent field, which is 0 (the float 0) for k = -126 (for a NaN ``j``, some value that a
+    NaN times it keeps NaN)."""
     if j != types.float32:
         return None
 
@@ -295,7 +296,7 @@ def _rint_exp2(t):
             if t != t:
                 return t, t
             k = float(round(t))
-            return k, math.ldexp(1.0, int(k))
+            return k, (0.0 if k <= -126.0 else math.ldexp(1.0, int(k) - 1))
         return impl64
 
 
