@@ -142,6 +142,64 @@ static inline void fxt_stream_scaled_f64(double* dst, const double* src, ptrdiff
     for (; j < n; j++) dst[j] = a * src[j];
 }
 
+/* fxt_stream_span_f32/_f64(dst, src, n, j0, j1, a): dst[j] = a * src[j] over the whole aligned
+ * vectors of dst[0:n] that start at a j in [j0, j1), with non-temporal stores and no fence: a row
+ * streamed a block at a time (softmax_xent.pyx's pipelined kernel writes the previous row's
+ * gradient while it reads the next row). fxt_stream_ends_f32/_f64(dst, src, n, a) writes the
+ * rest, the partial first and last vectors, with plain stores: together the same values as
+ * fxt_stream_scaled_*. Mirror of numba_cpu/_rows.online_stats's streaming and stream_ends.
+ * Without x86 vector extensions there are no whole vectors: the ends are the whole row. */
+#if FXT_STREAM_BYTES == 0
+#  define FXT_STREAM_SPAN(T, SUFFIX, LANES, SET1, STORE)                                     \
+static inline void fxt_stream_span_##SUFFIX(T* dst, const T* src, ptrdiff_t n, ptrdiff_t j0,   \
+                                           ptrdiff_t j1, T a) {                              \
+    (void)dst; (void)src; (void)n; (void)j0; (void)j1; (void)a;                              \
+}
+#else
+#  define FXT_STREAM_SPAN(T, SUFFIX, LANES, SET1, STORE)                                     \
+static inline void fxt_stream_span_##SUFFIX(T* dst, const T* src, ptrdiff_t n, ptrdiff_t j0,   \
+                                           ptrdiff_t j1, T a) {                              \
+    ptrdiff_t head = (ptrdiff_t)(((uintptr_t)0 - (uintptr_t)dst) % FXT_STREAM_BYTES / sizeof(T)); \
+    ptrdiff_t j = j0 + ((head - j0) % LANES + LANES) % LANES;   /* first vector start >= j0 */ \
+    SET1;                                                                                    \
+    for (; j < j1 && j + LANES <= n; j += LANES) STORE;                                      \
+}
+#endif
+#if FXT_STREAM_BYTES == 64
+FXT_STREAM_SPAN(float, f32, 16, __m512 va = _mm512_set1_ps(a),
+                _mm512_stream_ps(dst + j, _mm512_mul_ps(va, _mm512_loadu_ps(src + j))))
+FXT_STREAM_SPAN(double, f64, 8, __m512d va = _mm512_set1_pd(a),
+                _mm512_stream_pd(dst + j, _mm512_mul_pd(va, _mm512_loadu_pd(src + j))))
+#elif FXT_STREAM_BYTES == 32
+FXT_STREAM_SPAN(float, f32, 8, __m256 va = _mm256_set1_ps(a),
+                _mm256_stream_ps(dst + j, _mm256_mul_ps(va, _mm256_loadu_ps(src + j))))
+FXT_STREAM_SPAN(double, f64, 4, __m256d va = _mm256_set1_pd(a),
+                _mm256_stream_pd(dst + j, _mm256_mul_pd(va, _mm256_loadu_pd(src + j))))
+#elif FXT_STREAM_BYTES == 16
+FXT_STREAM_SPAN(float, f32, 4, __m128 va = _mm_set1_ps(a),
+                _mm_stream_ps(dst + j, _mm_mul_ps(va, _mm_loadu_ps(src + j))))
+FXT_STREAM_SPAN(double, f64, 2, __m128d va = _mm_set1_pd(a),
+                _mm_stream_pd(dst + j, _mm_mul_pd(va, _mm_loadu_pd(src + j))))
+#else
+FXT_STREAM_SPAN(float, f32, 1, (void)0, (void)0)
+FXT_STREAM_SPAN(double, f64, 1, (void)0, (void)0)
+#endif
+
+#define FXT_STREAM_ENDS(T, SUFFIX)                                                           \
+static inline void fxt_stream_ends_##SUFFIX(T* dst, const T* src, ptrdiff_t n, T a) {         \
+    ptrdiff_t lanes = FXT_STREAM_BYTES / (ptrdiff_t)sizeof(T), j, head = n, body = n;         \
+    if (lanes > 0) {                                                                         \
+        head = (ptrdiff_t)(((uintptr_t)0 - (uintptr_t)dst) % (uintptr_t)(lanes * sizeof(T))  \
+                           / sizeof(T));                                                     \
+        if (head > n) head = n;                                                              \
+        body = head + (n - head) / lanes * lanes;                                            \
+    }                                                                                        \
+    for (j = 0; j < head; j++) dst[j] = a * src[j];                                          \
+    for (j = body; j < n; j++) dst[j] = a * src[j];                                          \
+}
+FXT_STREAM_ENDS(float, f32)
+FXT_STREAM_ENDS(double, f64)
+
 /* fxt_stream_pre(p, size): how many elements of ``size`` bytes lie before ``p`` on its aligned
  * vector of FXT_STREAM_BYTES (0 without vector extensions). */
 static inline ptrdiff_t fxt_stream_pre(const void* p, size_t size) {

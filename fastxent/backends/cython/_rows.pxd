@@ -82,11 +82,33 @@ cdef inline floating block_max(const floating* xr, Py_ssize_t n) noexcept nogil:
         return fxt_max_f64(xr, n)
 
 
+cdef extern from "_fxt_support.h" nogil:
+    void stream_span_f32 "fxt_stream_span_f32"(float* dst, const float* src, Py_ssize_t n,
+                                               Py_ssize_t j0, Py_ssize_t j1, float a)
+    void stream_span_f64 "fxt_stream_span_f64"(double* dst, const double* src, Py_ssize_t n,
+                                               Py_ssize_t j0, Py_ssize_t j1, double a)
+
+
+cdef inline void stream_span(floating* dst, const floating* src, Py_ssize_t n, Py_ssize_t j0,
+                             Py_ssize_t j1, floating a) noexcept nogil:
+    """``dst[j] = a * src[j]`` over the whole aligned vectors of ``dst[:n]`` that start in
+    ``[j0, j1)``, non-temporal stores, no fence (``fxt_stream_span_*``; ``stream_ends`` writes
+    the partial first and last vectors)."""
+    if floating is float:
+        stream_span_f32(dst, src, n, j0, j1, a)
+    else:
+        stream_span_f64(dst, src, n, j0, j1, a)
+
+
 cdef inline double online_stats(const floating* xr, Py_ssize_t n, floating* m_out,
-                                floating* buf, bint store) noexcept nogil:
+                                floating* buf, bint store, floating* pg, const floating* psrc,
+                                floating pa) noexcept nogil:
     """``row_stats``; with ``store`` (a constant where it is inlined), also
     ``buf[j] = exp(x_j - m_b)`` and ``buf[n + b] = m_b``, ``m_b`` the running max when block
-    ``b`` was read (``row_stats_store`` rescales them to ``exp(x_j - m)``)."""
+    ``b`` was read (``row_stats_store`` rescales them to ``exp(x_j - m)``). Unless ``pg`` is
+    NULL, the previous row's gradient goes out meanwhile, block by block: ``pg[j] = pa *
+    psrc[j]`` through non-temporal stores for the whole vectors of ``pg`` (as long as ``xr``;
+    ``stream_span``); the caller writes its partial ends (``stream_ends``) and fences."""
     cdef floating m = -INFINITY
     cdef floating one = 1.0
     cdef floating bm, v, e, acc, ties
@@ -100,6 +122,8 @@ cdef inline double online_stats(const floating* xr, Py_ssize_t n, floating* m_ou
         blk = xr + b0
         size = n - b0 if n - b0 < BLOCK else BLOCK
         prefetch_ahead(blk, size * sizeof(floating))
+        if pg != NULL:                         # pg's vectors that start in this block
+            stream_span(pg, psrc, n, b0, b0 + size, pa)
         bm = block_max(blk, size)
         if bm > m:                             # s <- s exp(m - bm): s1 <- (s1 + 1) r - 1
             d = <double>m - <double>bm
@@ -137,7 +161,7 @@ cdef inline double row_stats(const floating* xr, Py_ssize_t n, floating* m_out) 
     returns ``s1 = sum exp(x - m) - 1`` (float64) and stores ``m = max x``. The max's own term 1
     is left out of the float32 block sums and added back exactly, so ``log s = log1p(s1)`` keeps
     full relative accuracy when one class dominates."""
-    return online_stats(xr, n, m_out, NULL, False)
+    return online_stats(xr, n, m_out, NULL, False, NULL, NULL, 0)
 
 
 cdef inline void scale_row(floating* gr, Py_ssize_t n, floating a) noexcept nogil:
@@ -160,7 +184,17 @@ cdef inline double row_stats_store(const floating* xr, floating* buf, Py_ssize_t
     of the logits from memory: the exp of a block is taken against the running max and
     stored, and the blocks read before the final max are rescaled by ``exp(m_b - m)`` once the
     row is done (in cache; blocks already at ``m`` are skipped)."""
-    cdef double s1 = online_stats(xr, n, m_out, buf, True)
+    return row_stats_store_streaming(xr, buf, n, m_out, NULL, NULL, 0)
+
+
+cdef inline double row_stats_store_streaming(const floating* xr, floating* buf, Py_ssize_t n,
+                                             floating* m_out, floating* pg,
+                                             const floating* psrc,
+                                             floating pa) noexcept nogil:
+    """``row_stats_store`` that meanwhile writes the previous row's gradient
+    ``pg[j] = pa * psrc[j]`` block by block with non-temporal stores (``online_stats``;
+    ``pg`` NULL: nothing)."""
+    cdef double s1 = online_stats(xr, n, m_out, buf, True, pg, psrc, pa)
     cdef floating m = m_out[0]
     cdef floating mb
     cdef Py_ssize_t b0 = 0
@@ -182,6 +216,8 @@ cdef extern from "_fxt_support.h" nogil:
     void fxt_stream_block_f64(double* gr, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t n,
                               double* st, Py_ssize_t pre)
     void fxt_store_fence()
+    void fxt_stream_ends_f32(float* dst, const float* src, Py_ssize_t n, float a)
+    void fxt_stream_ends_f64(double* dst, const double* src, Py_ssize_t n, double a)
     enum: FXT_STREAM_BYTES
 
 
@@ -193,6 +229,16 @@ cdef inline void stream_scaled_row(floating* gr, const floating* src, Py_ssize_t
         fxt_stream_scaled_f32(gr, src, n, a)
     else:
         fxt_stream_scaled_f64(gr, src, n, a)
+
+
+cdef inline void stream_ends(floating* gr, const floating* src, Py_ssize_t n,
+                             floating a) noexcept nogil:
+    """``gr[j] = a * src[j]`` for the elements of ``gr``'s partial first and last vectors
+    (plain stores), which ``online_stats``'s streaming leaves out (``fxt_stream_ends_*``)."""
+    if floating is float:
+        fxt_stream_ends_f32(gr, src, n, a)
+    else:
+        fxt_stream_ends_f64(gr, src, n, a)
 
 
 cdef inline void stream_block(floating* gr, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t n,

@@ -53,6 +53,7 @@ softmax_focal_dense = _softmax_focal.softmax_focal_dense
 softmax_focal_sparse = _softmax_focal.softmax_focal_sparse
 softmax_xent_dense = _softmax_xent.softmax_xent_dense
 softmax_xent_sparse = _softmax_xent.softmax_xent_sparse
+softmax_xent_sparse_pipelined = _softmax_xent.softmax_xent_sparse_pipelined
 cached_row_width = _softmax_xent.cached_row_width
 
 _EMPTY_F64 = np.empty(0, dtype=np.float64)
@@ -70,6 +71,18 @@ def _dense_targets(dense, dtype):
     if dense.dtype in (np.float32, np.float64):
         return dense
     return dense.astype(dtype)
+
+
+def _pipelines(logits, grad):
+    """Whether the class-index / CSR softmax CE with cached rows takes
+    ``softmax_xent_sparse_pipelined``: out of place (in place, the cached rows write the
+    gradient with plain stores right after reading the row)."""
+    return grad.size > 0 and not np.shares_memory(logits, grad)
+
+
+#: Elements of one of the pipelined softmax CE's two row buffers are rounded up to a whole
+#: number of these bytes, so that the second one keeps the first one's alignment.
+_LINE_BYTES = 64
 
 
 def run(job):
@@ -97,6 +110,15 @@ def run(job):
         if sparse:
             cached = (want_grad and job.label_smoothing == 0.0
                       and n_classes * logits.itemsize <= _config.CACHED_ROW_BYTES)
+            if cached and _pipelines(logits, grad):
+                per = _LINE_BYTES // logits.itemsize
+                width = -(-cached_row_width(n_classes) // per) * per
+                runs = n_threads if OPENMP else 1
+                row_bufs = np.empty((runs, 2 * width), dtype=logits.dtype)
+                softmax_xent_sparse_pipelined(logits, job.indptr, job.indices, values, cw, sw,
+                                              options, row_loss, grad, pos_buf, row_bufs,
+                                              n_threads)
+                return row_loss
             row_bufs = np.empty((n_threads, cached_row_width(n_classes)) if cached else (1, 0),
                                 dtype=logits.dtype)
             softmax_xent_sparse(logits, job.indptr, job.indices, values, cw, sw, options,

@@ -14,7 +14,9 @@ relative accuracy instead of cancelling (``M' = M + 2 z_loss lse``, ``u_c = w_c 
 Phases per row: 1. row statistics (one read of the logits), 2. loss, 3. gradient (one write;
 the logits may be the gradient buffer: every read of x_j happens before its write).
 Targets: sparse (CSR; class indices arrive here as one positive per row) or dense [N, C].
-A row function does the work; the kernel is an OpenMP ``prange`` over rows.
+A row function does the work; the kernel is an OpenMP ``prange`` over rows (out of place, with
+class indices or CSR targets and rows that stay in cache, a ``prange`` over runs of rows that
+writes each row's gradient while it reads the next: ``softmax_xent_sparse_pipelined``).
 """
 from cython.parallel cimport prange, threadid
 from cython cimport floating
@@ -22,8 +24,9 @@ from libc.math cimport exp as libm_exp, expm1 as libm_expm1, log1p as libm_log1p
 from libc.stdint cimport int64_t
 
 from ._scalar cimport exp_nonpos, fence
-from ._rows cimport (BLOCK, argmax_of, lane_sum, row_buf_width, row_stats, row_stats_store,
-                     row_sum_gap, stream_scaled_row, write_softmax_grad)
+from ._rows cimport (BLOCK, argmax_of, fxt_store_fence, lane_sum, row_buf_width, row_stats,
+                     row_stats_store, row_stats_store_streaming, row_sum_gap, stream_ends,
+                     stream_scaled_row, write_softmax_grad)
 
 ctypedef fused target_t:
     float
@@ -59,12 +62,10 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
                        const double* class_weight, double sw, double eps, double z_loss,
                        double grad_scale, double cw_sum, double cached_row_bytes,
                        double* pos_buf, floating* row_buf) noexcept nogil:
-    cdef double mass_pos = 0.0, s1, s, log_s, lse, wy_sum, wy_gap, wy, mass, gap, loss
-    cdef double scale, w, rest, u, top_grad
+    cdef double mass_pos = row_mass(vals, n_pos), s1, s, log_s, lse, wy_sum, wy_gap, wy, mass
+    cdef double gap, loss, scale, w, rest, u, top_grad
     cdef floating m, a, b
     cdef Py_ssize_t k, j, c, top
-    for k in range(n_pos):
-        mass_pos += vals[k] if vals != NULL else 1.0
     if n_pos == 0 or not mass_pos > 0.0:                # no target distribution: not counted
         if want_grad:
             for j in range(n_classes):
@@ -127,6 +128,16 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
     return loss
 
 
+cdef inline double row_mass(const double* vals, Py_ssize_t n_pos) noexcept nogil:
+    """The positives' total value (their count without values): 0 for a row that is not
+    counted (no target distribution)."""
+    cdef double mass_pos = 0.0
+    cdef Py_ssize_t k
+    for k in range(n_pos):
+        mass_pos += vals[k] if vals != NULL else 1.0
+    return mass_pos
+
+
 cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_classes,
                               const int64_t* cols, const double* vals, Py_ssize_t n_pos,
                               const double* class_weight, double sw, double z_loss,
@@ -138,11 +149,31 @@ cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_cla
     non-temporal stores (one exp per element and one read of the logits from memory; the
     gradient is written without being read; the same loss and gradient formulas).
     ``pos_buf`` holds ``m - x_c`` of the positives, then their gradients."""
+    cdef floating a
+    cdef double loss = cached_sparse_terms(xr, n_classes, cols, vals, n_pos, class_weight, sw,
+                                           z_loss, grad_scale, mass_pos, pos_buf, row_buf,
+                                           NULL, NULL, 0, &a)
+    stream_scaled_row(gr, row_buf, n_classes, a)
+    put_positives(gr, cols, pos_buf, n_pos)
+    return loss
+
+
+cdef double cached_sparse_terms(const floating* xr, Py_ssize_t n_classes, const int64_t* cols,
+                                const double* vals, Py_ssize_t n_pos,
+                                const double* class_weight, double sw, double z_loss,
+                                double grad_scale, double mass_pos, double* pos_buf,
+                                floating* row_buf, floating* pg, const floating* psrc,
+                                floating pa, floating* a_out) noexcept nogil:
+    """The loss of ``cached_sparse_row``: its phases 1 and 2, ``exp(x - m)`` left in
+    ``row_buf``, the positives' gradients in ``pos_buf`` and ``a_out`` set: the row's
+    gradient is then ``a * row_buf`` with the positives' put in place (``put_positives``).
+    While it reads the logits, the previous row's gradient ``pg = pa * psrc`` goes out (``pg``
+    NULL: none; ``row_stats_store_streaming``)."""
     cdef double s1, s, log_s, lse, wy_sum, wy_gap, wy, loss, scale
     cdef floating m
     cdef Py_ssize_t k, c
     # 1. row statistics, exp(x - m) stored into row_buf
-    s1 = row_stats_store(xr, row_buf, n_classes, &m)
+    s1 = row_stats_store_streaming(xr, row_buf, n_classes, &m, pg, psrc, pa)
     for k in range(n_pos):
         pos_buf[k] = fence(<double>m - <double>xr[cols[k]])
     s = 1.0 + s1
@@ -158,7 +189,7 @@ cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_cla
         wy_sum += wy
         wy_gap += wy * pos_buf[k]
     loss = sw * (wy_gap + wy_sum * log_s + z_loss * lse * lse)
-    # 3. gradient: the stored exp scaled into the gradient, then the positives' exact values
+    # 3. gradient: the positives' exact values (the rest is the stored exp, scaled by a)
     scale = sw * grad_scale
     for k in range(n_pos):
         c = cols[k]
@@ -169,11 +200,65 @@ cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_cla
                                         others_mass(k, wy, wy_sum, cols, vals, n_pos,
                                                     class_weight, mass_pos)
                                         + 2.0 * z_loss * lse, wy)
-    stream_scaled_row(gr, row_buf, n_classes,
-                      <floating>(scale * (wy_sum + 2.0 * z_loss * lse) / s))
+    a_out[0] = <floating>(scale * (wy_sum + 2.0 * z_loss * lse) / s)
+    return loss
+
+
+cdef inline void put_positives(floating* gr, const int64_t* cols, const double* pos_buf,
+                               Py_ssize_t n_pos) noexcept nogil:
+    """``gr[cols[k]] = pos_buf[k]``: the positives' exact gradients, after the row's stream."""
+    cdef Py_ssize_t k
     for k in range(n_pos):
         gr[cols[k]] = <floating>pos_buf[k]
-    return loss
+
+
+cdef void pipelined_run(const floating* x0, floating* g0, Py_ssize_t n_classes, Py_ssize_t r0,
+                        Py_ssize_t r1, const int64_t* indptr, const int64_t* cols,
+                        const double* vals, const double* class_weight,
+                        const double* sample_weight, double z_loss, double grad_scale,
+                        double* row_loss, double* pos_buf, floating* bufs,
+                        Py_ssize_t width) noexcept nogil:
+    """Rows ``r0 <= i < r1`` of ``softmax_xent_sparse_pipelined``: row i's statistics are read
+    while row i - 1's gradient goes out (``cached_sparse_terms``), alternating between the two
+    row buffers ``bufs`` and ``bufs + width``; a row that counts nothing gets zeros (after
+    the pending row is written out)."""
+    cdef Py_ssize_t i, j, k0, n_pos, pending = -1, pk0 = 0, pn = 0
+    cdef double mass_pos
+    cdef floating pa = 0, a
+    cdef floating* cur
+    cdef floating* prev
+    cdef floating* pg
+    for i in range(r0, r1):
+        cur = bufs + (i % 2) * width
+        prev = bufs + (1 - i % 2) * width
+        k0 = indptr[i]
+        n_pos = indptr[i + 1] - k0
+        mass_pos = row_mass(vals + k0 if vals != NULL else vals, n_pos)
+        pg = g0 + pending * n_classes if pending >= 0 else NULL
+        if n_pos == 0 or not mass_pos > 0.0:            # not counted: zeros
+            if pending >= 0:
+                stream_scaled_row(pg, prev, n_classes, pa)
+                put_positives(pg, cols + pk0, pos_buf + pk0, pn)
+                pending = -1
+            for j in range(n_classes):
+                g0[i * n_classes + j] = 0
+            row_loss[i] = 0.0
+            continue
+        row_loss[i] = cached_sparse_terms(
+            x0 + i * n_classes, n_classes, cols + k0, vals + k0 if vals != NULL else vals, n_pos,
+            class_weight, sample_weight[i] if sample_weight != NULL else 1.0, z_loss,
+            grad_scale, mass_pos, pos_buf + k0, cur, pg, prev, pa, &a)
+        if pending >= 0:
+            stream_ends(pg, prev, n_classes, pa)
+            fxt_store_fence()
+            put_positives(pg, cols + pk0, pos_buf + pk0, pn)
+        pending = i
+        pk0 = k0
+        pn = n_pos
+        pa = a
+    if pending >= 0:
+        stream_scaled_row(g0 + pending * n_classes, bufs + (pending % 2) * width, n_classes, pa)
+        put_positives(g0 + pending * n_classes, cols + pk0, pos_buf + pk0, pn)
 
 
 cdef void dense_target_sums(const floating* xr, const target_t* yr, Py_ssize_t n, floating m,
@@ -348,6 +433,42 @@ def softmax_xent_sparse(const floating[:, ::1] logits, const int64_t[::1] indptr
                                  sample_weight[i] if has_sw else 1.0, eps, z_loss, grad_scale,
                                  cw_sum, cached_row_bytes, buf + k0 if buf != NULL else buf,
                                  rb0 + threadid() * width if threadid() < n_bufs else NULL)
+
+
+def softmax_xent_sparse_pipelined(const floating[:, ::1] logits, const int64_t[::1] indptr,
+                                  const int64_t[::1] indices, const double[::1] values,
+                                  const double[::1] class_weight,
+                                  const double[::1] sample_weight, tuple options,
+                                  double[::1] row_loss, floating[:, ::1] grad,
+                                  double[::1] pos_buf, floating[:, ::1] row_bufs, int n_threads):
+    """``softmax_xent_sparse`` for calls that take ``cached_sparse_row`` on every counted row
+    (a gradient, no label smoothing, rows of at most the cached row bytes) out of place: each
+    of the ``row_bufs.shape[0]`` runs of rows writes row i's gradient while it reads row i + 1
+    (``pipelined_run``), which keeps the memory busy during the arithmetic. ``row_bufs``:
+    [runs, 2 * width], two row buffers of ``width >= cached_row_width(C)`` each. The same bits
+    as the row by row form (mirror of Numba's ``softmax_xent_sparse_pipelined``)."""
+    cdef double z_loss = options[1], grad_scale = options[2]
+    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], t
+    cdef Py_ssize_t n_runs = row_bufs.shape[0], width = row_bufs.shape[1] // 2
+    cdef const floating* x0 = &logits[0, 0]
+    cdef floating* g0 = &grad[0, 0]
+    cdef const int64_t* ip = &indptr[0]
+    cdef const int64_t* cols = &indices[0] if indices.shape[0] > 0 else NULL
+    cdef const double* vals = &values[0] if values.shape[0] > 0 else NULL
+    cdef const double* cw = &class_weight[0] if class_weight.shape[0] > 0 else NULL
+    cdef const double* sw = &sample_weight[0] if sample_weight.shape[0] > 0 else NULL
+    cdef double* buf = &pos_buf[0] if pos_buf.shape[0] > 0 else NULL
+    cdef floating* rb0 = &row_bufs[0, 0]
+    if n_rows == 0:
+        return
+    if options[0] != 0.0 or width < row_buf_width(n_classes) or grad.shape[0] != n_rows \
+            or grad.shape[1] != n_classes:
+        raise ValueError("softmax_xent_sparse_pipelined: takes no label smoothing, two row "
+                         "buffers of cached_row_width(C) per run and a gradient like the logits")
+    for t in prange(n_runs, nogil=True, num_threads=n_threads, schedule="static", chunksize=1):
+        pipelined_run(x0, g0, n_classes, t * n_rows // n_runs, (t + 1) * n_rows // n_runs, ip,
+                      cols, vals, cw, sw, z_loss, grad_scale, &row_loss[0], buf,
+                      rb0 + t * row_bufs.shape[1], width)
 
 
 def softmax_xent_dense(const floating[:, ::1] logits, const target_t[:, ::1] targets,
