@@ -71,6 +71,31 @@ def test_json_has_one_row_per_family_and_implementation(capsys):
             assert row["speedup"] == {}
 
 
+def test_fastxent_is_timed_for_every_family_before_any_peer(capsys, monkeypatch):
+    """The peers (which free gigabytes or leave a thread pool behind) come after every
+    family's fastxent backends, so that no kernel is timed right after one."""
+    order = []
+    device_call, measure_peer = _bench._device_call, _bench._measure_peer
+
+    def traced_device_call(family, *args, **kwargs):
+        order.append(("fastxent", family.name))
+        return device_call(family, *args, **kwargs)
+
+    def traced_measure_peer(name, family, *args, **kwargs):
+        order.append((name, family.name))
+        return measure_peer(name, family, *args, **kwargs)
+
+    monkeypatch.setattr(_bench, "_device_call", traced_device_call)
+    monkeypatch.setattr(_bench, "_measure_peer", traced_measure_peer)
+    bench(capsys, "--quick", "--family", "softmax_ce[int]", "--family", "bce[multilabel]",
+          *TINY)
+    kinds = [kind for kind, _ in order]
+    first_peer = kinds.index("numpy-reference")
+    assert set(kinds[:first_peer]) == {"fastxent"} and "fastxent" not in kinds[first_peer:]
+    assert {fam for kind, fam in order[:first_peer]} == {"softmax_ce[int]", "bce[multilabel]"}
+    assert {fam for kind, fam in order[first_peer:]} == {"softmax_ce[int]", "bce[multilabel]"}
+
+
 def test_table_per_family_with_every_column(capsys):
     out = bench(capsys, "--quick", "--family", "softmax_ce[int]", "--family", "bce[dense]",
                 *TINY)
