@@ -221,6 +221,47 @@ def assert_grad_close(actual, expected, dtype) -> None:
     _report(np.where(finite, a, 0.0), np.where(finite, e, 0.0), bound, "grad")
 
 
+def check_pipelined_softmax_ce(backend: str, pipelines, dtype, shape, form: str) -> None:
+    """Softmax CE with class indices or CSR targets, out of place, writes row i's gradient
+    while it reads row i + 1 (the backend's ``softmax_xent_sparse_pipelined``; ``pipelines``
+    is its kernels module's ``_pipelines``); in place it goes row by row. Checks that both give
+    the same bits (and the reference's values), at every offset of ``grad_out`` within a cache
+    line, with rows that count nothing (ignored, no positives) anywhere, and that nothing
+    outside ``grad_out`` is written."""
+    from fastxent.targets import MultiLabel
+    n, c = shape
+    rng = np.random.default_rng(n * c)
+    x = (3 * rng.standard_normal((n, c))).astype(dtype)
+    if form == "int":
+        targets = rng.integers(0, c, n)
+        targets[::3] = -100
+    else:
+        targets = MultiLabel.from_lists(
+            [sorted(rng.choice(c, min(c, 3), replace=False).tolist()) if i % 3 else []
+             for i in range(n)], c)
+    xi = x.copy()
+    want_loss, want_grad = fastxent.softmax_cross_entropy(
+        xi, targets, reduction="none", return_grad=True, grad_out=xi, backend=backend)
+    ref_loss, ref_grad = fastxent.softmax_cross_entropy(x, targets, reduction="none",
+                                                        return_grad=True, backend="numpy")
+    assert_loss_close(want_loss, ref_loss, dtype)
+    assert_grad_close(want_grad, ref_grad, dtype)
+    lanes = 64 // x.itemsize
+    arena = np.empty(n * c + 3 * lanes, dtype=dtype)
+    first = (-arena.ctypes.data % 64) // x.itemsize + lanes
+    for offset in range(lanes):
+        arena[...] = -7.0
+        start = first + offset
+        gv = arena[start:start + n * c].reshape(n, c)
+        assert pipelines(x, gv)
+        loss, grad = fastxent.softmax_cross_entropy(x, targets, reduction="none",
+                                                    return_grad=True, grad_out=gv,
+                                                    backend=backend)
+        assert (arena[:start] == -7.0).all() and (arena[start + n * c:] == -7.0).all()
+        np.testing.assert_array_equal(loss, want_loss)
+        np.testing.assert_array_equal(grad, want_grad)
+
+
 # ============================================================================================
 # markers
 # ============================================================================================

@@ -19,6 +19,8 @@ import pytest
 import fastxent
 from fastxent import _dispatch, _math
 
+from conftest import check_pipelined_softmax_ce  # (tests/conftest.py)
+
 pytestmark = pytest.mark.cython
 
 try:
@@ -406,46 +408,9 @@ def test_sigmoid_kernels_reject_params_of_another_length(form, n_params):
 @pytest.mark.parametrize("form", ["int", "multilabel"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_pipelined_softmax_ce_keeps_the_bits_of_the_row_by_row_form(dtype, shape, form, threads):
-    """Cython softmax CE with class indices or CSR targets, out of place, writes row i's
-    gradient while it reads row i + 1 (``softmax_xent_sparse_pipelined``); in place it goes row
-    by row. Both give the same bits, at every offset of ``grad_out`` within a cache line, with
-    rows that count nothing (ignored, no positives) anywhere, the first and last rows of a
-    thread's run included, for runs of one row and none; nothing outside ``grad_out`` is
-    written."""
+    """Cython's ``softmax_xent_sparse_pipelined`` (``conftest.check_pipelined_softmax_ce``):
+    the bits of the row-by-row form at every offset of ``grad_out``, nothing outside it
+    written, with 1-3 threads (runs of one row and of none included)."""
     from fastxent.backends.cython import kernels
-    from fastxent.targets import MultiLabel
-    n, c = shape
-    rng = np.random.default_rng(n * c)
-    x = (3 * rng.standard_normal((n, c))).astype(dtype)
-    if form == "int":
-        targets = rng.integers(0, c, n)
-        targets[::3] = -100
-    else:
-        targets = MultiLabel.from_lists(
-            [sorted(rng.choice(c, min(c, 3), replace=False).tolist()) if i % 3 else []
-             for i in range(n)], c)
     with fastxent.num_threads(threads):
-        xi = x.copy()
-        want_loss, want_grad = fastxent.softmax_cross_entropy(
-            xi, targets, reduction="none", return_grad=True, grad_out=xi, backend="cython")
-        ref_loss, ref_grad = fastxent.softmax_cross_entropy(x, targets, reduction="none",
-                                                            return_grad=True, backend="numpy")
-        rtol = 1e-12 if dtype == np.float64 else 1e-5
-        np.testing.assert_allclose(want_loss, ref_loss, rtol=rtol)
-        np.testing.assert_allclose(want_grad, ref_grad, rtol=0,
-                                   atol=(1e-12 if dtype == np.float64 else 1e-6)
-                                   * np.abs(ref_grad).max())
-        lanes = 64 // x.itemsize
-        arena = np.empty(n * c + 3 * lanes, dtype=dtype)
-        first = (-arena.ctypes.data % 64) // x.itemsize + lanes
-        for offset in range(lanes):
-            arena[...] = -7.0
-            start = first + offset
-            gv = arena[start:start + n * c].reshape(n, c)
-            assert kernels._pipelines(x, gv)
-            loss, grad = fastxent.softmax_cross_entropy(x, targets, reduction="none",
-                                                        return_grad=True, grad_out=gv,
-                                                        backend="cython")
-            assert (arena[:start] == -7.0).all() and (arena[start + n * c:] == -7.0).all()
-            np.testing.assert_array_equal(loss, want_loss)
-            np.testing.assert_array_equal(grad, want_grad)
+        check_pipelined_softmax_ce("cython", kernels._pipelines, dtype, shape, form)

@@ -18,6 +18,7 @@ pytest.importorskip("numba")
 if "numba" not in fastxent.available_backends():
     pytest.skip("the Numba CPU backend is not available", allow_module_level=True)
 
+from conftest import check_pipelined_softmax_ce  # noqa: E402  (tests/conftest.py)
 from fastxent.backends.numba_cpu import kernels  # noqa: E402
 from fastxent.backends.numba_cpu._rows import (BLOCK, BLOCK_SCRATCH, GUARD,  # noqa: E402
                                                SCRATCH_ALIGN, thread_buffers)
@@ -246,34 +247,4 @@ def test_pipelined_softmax_ce_keeps_the_bits_of_the_row_by_row_form(dtype, shape
     Both give the same bits, at every offset of ``grad_out`` within a cache line, with rows
     that count nothing (ignored, no positives) anywhere, the first and last rows of a
     thread's run included; and nothing outside ``grad_out`` is written."""
-    n, c = shape
-    rng = np.random.default_rng(n * c)
-    x = (3 * rng.standard_normal((n, c))).astype(dtype)
-    if form == "int":
-        targets = rng.integers(0, c, n)
-        targets[::3] = -100
-    else:
-        targets = MultiLabel.from_lists(
-            [sorted(rng.choice(c, min(c, 3), replace=False).tolist()) if i % 3 else []
-             for i in range(n)], c)
-    xi = x.copy()
-    want_loss, want_grad = fastxent.softmax_cross_entropy(
-        xi, targets, reduction="none", return_grad=True, grad_out=xi, backend="numba")
-    ref_loss, ref_grad = fastxent.softmax_cross_entropy(x, targets, reduction="none",
-                                                        return_grad=True, backend="numpy")
-    rtol = 1e-12 if dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(want_loss, ref_loss, rtol=rtol)
-    lanes = 64 // x.itemsize
-    arena = np.empty(n * c + 3 * lanes, dtype=dtype)
-    first = (-arena.ctypes.data % 64) // x.itemsize + lanes
-    for offset in range(lanes):
-        arena[...] = -7.0
-        start = first + offset
-        gv = arena[start:start + n * c].reshape(n, c)
-        assert kernels._pipelines(x, gv)
-        loss, grad = fastxent.softmax_cross_entropy(x, targets, reduction="none",
-                                                    return_grad=True, grad_out=gv,
-                                                    backend="numba")
-        assert (arena[:start] == -7.0).all() and (arena[start + n * c:] == -7.0).all()
-        np.testing.assert_array_equal(loss, want_loss)
-        np.testing.assert_array_equal(grad, want_grad)
+    check_pipelined_softmax_ce("numba", kernels._pipelines, dtype, shape, form)
