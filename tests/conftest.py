@@ -221,29 +221,47 @@ def assert_grad_close(actual, expected, dtype) -> None:
     _report(np.where(finite, a, 0.0), np.where(finite, e, 0.0), bound, "grad")
 
 
-def check_pipelined_softmax_ce(backend: str, pipelines, dtype, shape, form: str) -> None:
+#: Shapes for ``check_pipelined_softmax_ce``: rows of one class, rows shorter than a vector,
+#: rows of whole vectors and not, rows over several blocks of 256.
+PIPELINED_SHAPES = [(1, 7), (4, 1), (5, 3), (3, 16), (4, 17), (5, 48), (9, 1000), (33, 1024),
+                    (7, 4096), (6, 2 * 256 + 5)]
+
+
+def check_pipelined_softmax_ce(backend: str, pipelines, dtype, shape, form: str,
+                               weighted: bool = False) -> None:
     """Softmax CE with class indices or CSR targets, out of place, writes row i's gradient
     while it reads row i + 1 (the backend's ``softmax_xent_sparse_pipelined``; ``pipelines``
     is its kernels module's ``_pipelines``); in place it goes row by row. Checks that both give
     the same bits (and the reference's values), at every offset of ``grad_out`` within a cache
-    line, with rows that count nothing (ignored, no positives) anywhere, and that nothing
-    outside ``grad_out`` is written."""
+    line, with rows that count nothing (ignored, no positives) anywhere, the others counted
+    (every row from the second on, in turn), and that nothing outside ``grad_out`` is
+    written. ``weighted``: with class and sample weights, z-loss and, for CSR, values."""
     from fastxent.targets import MultiLabel
     n, c = shape
     rng = np.random.default_rng(n * c)
     x = (3 * rng.standard_normal((n, c))).astype(dtype)
+    skip = n > 1 and (lambda i: i % 3 == 1)         # rows 1, 4, ... count nothing
     if form == "int":
         targets = rng.integers(0, c, n)
-        targets[::3] = -100
+        targets[[i for i in range(n) if skip and skip(i)]] = -100
     else:
-        targets = MultiLabel.from_lists(
-            [sorted(rng.choice(c, min(c, 3), replace=False).tolist()) if i % 3 else []
-             for i in range(n)], c)
+        rows = [[] if skip and skip(i) else
+                sorted(rng.choice(c, min(c, 3), replace=False).tolist()) for i in range(n)]
+        values = ([rng.uniform(0.5, 2.0, len(r)).tolist() for r in rows] if weighted
+                  else None)
+        targets = MultiLabel.from_lists(rows, c)
+        if values is not None:
+            targets = MultiLabel(targets.indptr, targets.indices, c,
+                                 values=np.concatenate([[]] + values))
+    options = dict(class_weight=rng.uniform(0.5, 2.0, c), sample_weight=rng.uniform(0.5, 2.0, n),
+                   z_loss=1e-3) if weighted else {}
     xi = x.copy()
     want_loss, want_grad = fastxent.softmax_cross_entropy(
-        xi, targets, reduction="none", return_grad=True, grad_out=xi, backend=backend)
+        xi, targets, reduction="none", return_grad=True, grad_out=xi, backend=backend,
+        **options)
     ref_loss, ref_grad = fastxent.softmax_cross_entropy(x, targets, reduction="none",
-                                                        return_grad=True, backend="numpy")
+                                                        return_grad=True, backend="numpy",
+                                                        **options)
     assert_loss_close(want_loss, ref_loss, dtype)
     assert_grad_close(want_grad, ref_grad, dtype)
     lanes = 64 // x.itemsize
@@ -256,7 +274,7 @@ def check_pipelined_softmax_ce(backend: str, pipelines, dtype, shape, form: str)
         assert pipelines(x, gv)
         loss, grad = fastxent.softmax_cross_entropy(x, targets, reduction="none",
                                                     return_grad=True, grad_out=gv,
-                                                    backend=backend)
+                                                    backend=backend, **options)
         assert (arena[:start] == -7.0).all() and (arena[start + n * c:] == -7.0).all()
         np.testing.assert_array_equal(loss, want_loss)
         np.testing.assert_array_equal(grad, want_grad)

@@ -19,7 +19,7 @@ import pytest
 import fastxent
 from fastxent import _dispatch, _math
 
-from conftest import check_pipelined_softmax_ce  # (tests/conftest.py)
+from conftest import PIPELINED_SHAPES, check_pipelined_softmax_ce  # (tests/conftest.py)
 
 pytestmark = pytest.mark.cython
 
@@ -403,14 +403,16 @@ def test_sigmoid_kernels_reject_params_of_another_length(form, n_params):
 
 @needs_build
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 7), (3, 16), (4, 17), (5, 48), (9, 1000), (33, 1024),
-                                   (7, 4096), (6, 2 * 256 + 5)])
+@pytest.mark.parametrize("shape", PIPELINED_SHAPES)
 @pytest.mark.parametrize("form", ["int", "multilabel"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_pipelined_softmax_ce_keeps_the_bits_of_the_row_by_row_form(dtype, shape, form, threads):
+def test_pipelined_softmax_ce_keeps_the_bits_of_the_row_by_row_form(dtype, shape, form,
+                                                                    weighted, threads):
     """Cython's ``softmax_xent_sparse_pipelined`` (``conftest.check_pipelined_softmax_ce``):
     the bits of the row-by-row form at every offset of ``grad_out``, nothing outside it
     written, with 1-3 threads (runs of one row and of none included)."""
     from fastxent.backends.cython import kernels
     with fastxent.num_threads(threads):
-        check_pipelined_softmax_ce("cython", kernels._pipelines, dtype, shape, form)
+        check_pipelined_softmax_ce("cython", kernels._pipelines, dtype, shape, form,
+                                   weighted)

@@ -18,7 +18,7 @@ pytest.importorskip("numba")
 if "numba" not in fastxent.available_backends():
     pytest.skip("the Numba CPU backend is not available", allow_module_level=True)
 
-from conftest import check_pipelined_softmax_ce  # noqa: E402  (tests/conftest.py)
+from conftest import PIPELINED_SHAPES, check_pipelined_softmax_ce  # noqa: E402  (tests/conftest.py)
 from fastxent.backends.numba_cpu import kernels  # noqa: E402
 from fastxent.backends.numba_cpu._rows import (BLOCK, BLOCK_SCRATCH, GUARD,  # noqa: E402
                                                SCRATCH_ALIGN, thread_buffers)
@@ -238,13 +238,14 @@ def test_in_place_gives_the_same_bits(family, form, dtype, cached_row_bytes, mon
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 7), (3, 16), (4, 17), (5, 48), (9, 1000), (33, 1024),
-                                   (7, 4096), (6, 2 * BLOCK + 5)])
+@pytest.mark.parametrize("shape", PIPELINED_SHAPES)
 @pytest.mark.parametrize("form", ["int", "multilabel"])
-def test_pipelined_softmax_ce_keeps_the_bits_of_the_row_by_row_form(dtype, shape, form):
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_pipelined_softmax_ce_keeps_the_bits_of_the_row_by_row_form(dtype, shape, form,
+                                                                    weighted):
     """Softmax CE with class indices or CSR targets, out of place, writes row i's gradient
     while it reads row i + 1 (``softmax_xent_sparse_pipelined``); in place it goes row by row.
     Both give the same bits, at every offset of ``grad_out`` within a cache line, with rows
     that count nothing (ignored, no positives) anywhere, the first and last rows of a
     thread's run included; and nothing outside ``grad_out`` is written."""
-    check_pipelined_softmax_ce("numba", kernels._pipelines, dtype, shape, form)
+    check_pipelined_softmax_ce("numba", kernels._pipelines, dtype, shape, form, weighted)

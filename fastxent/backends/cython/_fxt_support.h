@@ -3,9 +3,12 @@
  * - float32 <-> int32 bit casts through memcpy (no aliasing UB; compilers turn them into moves,
  *   and they vectorise);
  * - FXT_FENCE(x): x itself, but the compiler may not reassociate arithmetic across it (the
- *   kernels are built with -fassociative-math so that long sums vectorise; the fence keeps
- *   Cody-Waite range reductions and (m - x) + log_s exact, like _math.fence in Numba);
+ *   kernels are built without -fassociative-math unless FASTXENT_ASSOCIATIVE_MATH=1 asks for
+ *   it, see setup.py; the fence keeps Cody-Waite range reductions and (m - x) + log_s exact
+ *   either way, like _math.fence in Numba);
  * - fxt_stream_scaled_f32/_f64: a scaled copy with non-temporal stores;
+ * - fxt_stream_span_f32/_f64, fxt_stream_ends_f32/_f64: the same copy a block at a time (the
+ *   whole vectors that start in the block), and its partial first and last vectors;
  * - fxt_stream_block_f32/_f64: one block of a row out through non-temporal stores;
  * - fxt_max_f32/_f64: a row's max with vector max instructions;
  * - fxt_prefetch_ahead: software prefetch of what a streaming loop reads next;

@@ -446,7 +446,9 @@ def softmax_xent_sparse_pipelined(const floating[:, ::1] logits, const int64_t[:
     of the ``row_bufs.shape[0]`` runs of rows writes row i's gradient while it reads row i + 1
     (``pipelined_run``), which keeps the memory busy during the arithmetic. ``row_bufs``:
     [runs, 2 * width], two row buffers of ``width >= cached_row_width(C)`` each. The same bits
-    as the row by row form (mirror of Numba's ``softmax_xent_sparse_pipelined``)."""
+    as the row by row form where that takes the cached rows (the caller checks that the rows
+    fit ``options[4]``, the cached row bytes); mirror of Numba's
+    ``softmax_xent_sparse_pipelined``."""
     cdef double z_loss = options[1], grad_scale = options[2]
     cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1], t
     cdef Py_ssize_t n_runs = row_bufs.shape[0], width = row_bufs.shape[1] // 2
