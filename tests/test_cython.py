@@ -416,3 +416,27 @@ def test_pipelined_softmax_ce_keeps_the_bits_of_the_row_by_row_form(dtype, shape
     with fastxent.num_threads(threads):
         check_pipelined_softmax_ce("cython", kernels._pipelines, dtype, shape, form,
                                    weighted)
+
+
+@needs_build
+@pytest.mark.parametrize("bad", ["smoothing", "short buffers", "grad shape"])
+def test_pipelined_softmax_ce_kernel_rejects_what_it_cannot_compute(bad):
+    """``softmax_xent_sparse_pipelined`` takes no label smoothing, two row buffers of
+    ``cached_row_width(C)`` per run and a gradient shaped like the logits; anything else
+    raises before it writes."""
+    from fastxent.backends.cython import kernels
+    n, c = 3, 40
+    logits = np.linspace(-2, 2, n * c, dtype=np.float32).reshape(n, c)
+    indptr = np.arange(n + 1, dtype=np.int64)
+    indices = np.array([0, 7, 39], dtype=np.int64)
+    empty = np.empty(0)
+    width = kernels.cached_row_width(c)
+    options = (0.1 if bad == "smoothing" else 0.0, 0.0, 1.0 / n, float(c), 1e6)
+    row_bufs = np.zeros((2, 2 * width - (1 if bad == "short buffers" else 0)), np.float32)
+    grad = np.full((n, c + 1) if bad == "grad shape" else (n, c), 7.0, np.float32)
+    row_loss = np.full(n, 7.0)
+    with pytest.raises(ValueError, match="softmax_xent_sparse_pipelined"):
+        kernels.softmax_xent_sparse_pipelined(logits, indptr, indices, empty, empty, empty,
+                                              options, row_loss, grad, np.zeros(n), row_bufs,
+                                              2)
+    assert (grad == 7.0).all() and (row_loss == 7.0).all()
