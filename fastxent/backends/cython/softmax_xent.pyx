@@ -153,8 +153,7 @@ cdef double cached_sparse_row(const floating* xr, floating* gr, Py_ssize_t n_cla
     cdef double loss = cached_sparse_terms(xr, n_classes, cols, vals, n_pos, class_weight, sw,
                                            z_loss, grad_scale, mass_pos, pos_buf, row_buf,
                                            NULL, NULL, 0, &a)
-    stream_scaled_row(gr, row_buf, n_classes, a)
-    put_positives(gr, cols, pos_buf, n_pos)
+    write_row(gr, row_buf, n_classes, a, cols, pos_buf, n_pos)
     return loss
 
 
@@ -204,6 +203,15 @@ cdef double cached_sparse_terms(const floating* xr, Py_ssize_t n_classes, const 
     return loss
 
 
+cdef inline void write_row(floating* gr, const floating* src, Py_ssize_t n_classes, floating a,
+                           const int64_t* cols, const double* pos_buf,
+                           Py_ssize_t n_pos) noexcept nogil:
+    """A cached row's whole gradient: ``gr = a * src`` streamed (``stream_scaled_row``), then
+    the positives' exact values put in place (``put_positives``)."""
+    stream_scaled_row(gr, src, n_classes, a)
+    put_positives(gr, cols, pos_buf, n_pos)
+
+
 cdef inline void put_positives(floating* gr, const int64_t* cols, const double* pos_buf,
                                Py_ssize_t n_pos) noexcept nogil:
     """``gr[cols[k]] = pos_buf[k]``: the positives' exact gradients, after the row's stream."""
@@ -237,8 +245,7 @@ cdef void pipelined_run(const floating* x0, floating* g0, Py_ssize_t n_classes, 
         pg = g0 + pending * n_classes if pending >= 0 else NULL
         if n_pos == 0 or not mass_pos > 0.0:            # not counted: zeros
             if pending >= 0:
-                stream_scaled_row(pg, prev, n_classes, pa)
-                put_positives(pg, cols + pk0, pos_buf + pk0, pn)
+                write_row(pg, prev, n_classes, pa, cols + pk0, pos_buf + pk0, pn)
                 pending = -1
             for j in range(n_classes):
                 g0[i * n_classes + j] = 0
@@ -257,8 +264,8 @@ cdef void pipelined_run(const floating* x0, floating* g0, Py_ssize_t n_classes, 
         pn = n_pos
         pa = a
     if pending >= 0:
-        stream_scaled_row(g0 + pending * n_classes, bufs + (pending % 2) * width, n_classes, pa)
-        put_positives(g0 + pending * n_classes, cols + pk0, pos_buf + pk0, pn)
+        write_row(g0 + pending * n_classes, bufs + (pending % 2) * width, n_classes, pa,
+                  cols + pk0, pos_buf + pk0, pn)
 
 
 cdef void dense_target_sums(const floating* xr, const target_t* yr, Py_ssize_t n, floating m,

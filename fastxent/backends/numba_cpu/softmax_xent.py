@@ -132,8 +132,7 @@ def cached_sparse_row(xr, gr, cols, vals, has_values, class_weight, has_cw, sw, 
     loss, a = cached_sparse_terms(xr, cols, vals, has_values, class_weight, has_cw, sw, options,
                                   mass_pos, pos_buf, row_buf, xr[:0], row_buf[:0],
                                   _math.cast_like(xr[0], 0.0))
-    stream_scaled_row(gr, row_buf[:xr.size], a, address_of(gr) == address_of(xr))
-    put_positives(gr, cols, pos_buf)
+    write_row(gr, row_buf[:xr.size], a, address_of(gr) == address_of(xr), cols, pos_buf)
     return loss
 
 
@@ -177,6 +176,14 @@ def cached_sparse_terms(xr, cols, vals, has_values, class_weight, has_cw, sw, op
                                         + 2.0 * z_loss * lse, wy)
     a = _math.cast_like(m, scale * (wy_sum + 2.0 * z_loss * lse) / s)
     return loss, a
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def write_row(gr, src, a, cached, cols, pos_buf):
+    """A cached row's whole gradient: ``gr = a * src`` streamed (``stream_scaled_row``), then
+    the positives' exact values put in place (``put_positives``)."""
+    stream_scaled_row(gr, src, a, cached)
+    put_positives(gr, cols, pos_buf)
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -372,6 +379,8 @@ def softmax_xent_sparse_pipelined(logits, indptr, indices, values, class_weight,
         r1 = (t + 1) * n_rows // n_runs
         pending = -1                             # the row whose gradient is still to go out
         pa = _math.cast_like(logits[0, 0], 0.0)
+        pcols = indices[:0]                      # its positives and their gradients
+        ppos = pos_buf[:0]
         for i in range(r0, r1):
             cur = row_bufs[t, i % 2]
             prev = row_bufs[t, 1 - i % 2]
@@ -385,9 +394,7 @@ def softmax_xent_sparse_pipelined(logits, indptr, indices, values, class_weight,
                 pg = grad[pending]
             if cols.size == 0 or not mass_pos > 0.0:     # not counted: zeros
                 if pending >= 0:
-                    stream_scaled_row(pg, prev[:n_classes], pa, False)
-                    put_positives(pg, indices[indptr[pending]:indptr[pending + 1]],
-                                  pos_buf[indptr[pending]:indptr[pending + 1]])
+                    write_row(pg, prev[:n_classes], pa, False, pcols, ppos)
                     pending = -1
                 grad[i, :] = 0.0
                 row_loss[i] = 0.0
@@ -400,15 +407,14 @@ def softmax_xent_sparse_pipelined(logits, indptr, indices, values, class_weight,
             if pending >= 0:
                 stream_ends(pg, prev, pa)
                 store_fence()
-                put_positives(pg, indices[indptr[pending]:indptr[pending + 1]],
-                              pos_buf[indptr[pending]:indptr[pending + 1]])
+                put_positives(pg, pcols, ppos)
             pending = i
             pa = a
+            pcols = cols
+            ppos = pos_buf[k0:k1]
         if pending >= 0:
-            last = row_bufs[t, pending % 2]
-            stream_scaled_row(grad[pending], last[:n_classes], pa, False)
-            put_positives(grad[pending], indices[indptr[pending]:indptr[pending + 1]],
-                          pos_buf[indptr[pending]:indptr[pending + 1]])
+            write_row(grad[pending], row_bufs[t, pending % 2, :n_classes], pa, False, pcols,
+                      ppos)
 
 
 @njit(parallel=True, **JIT_OPTIONS)
