@@ -98,11 +98,10 @@ cdef inline float exp_nonpos_poly(float x) noexcept nogil:
     xc = lo if x < lo else x
     rint_exp2_f32(xc * <float>1.4426950408889634, &kf, &half_scale)
     r = fence_f32(xc - kf * <float>0.693359375) - kf * <float>-2.12194440e-4   # Cody-Waite
-    p = <float>(2.0 * 0.0013814519625157118)              # 2 * _math.EXP_C6 ... EXP_C2
-    p = p * r + <float>(2.0 * 0.00836874358355999)
-    p = p * r + <float>(2.0 * 0.04166839271783829)
-    p = p * r + <float>(2.0 * 0.1666652113199234)
-    p = p * r + <float>(2.0 * 0.4999999403953552)
+    p = <float>(2.0 * 0.008312510326504707)               # 2 * _math.EXPN_C5 ... EXPN_C2
+    p = p * r + <float>(2.0 * 0.041890110820531845)
+    p = p * r + <float>(2.0 * 0.16667114198207855)
+    p = p * r + <float>(2.0 * 0.499992311000824)
     p = p * r + two
     p = p * r + two
     return p * half_scale
@@ -124,15 +123,14 @@ cdef inline float atanh_series(float s) noexcept nogil:
 
 cdef inline float log1p_poly(float e) noexcept nogil:
     """``_math.log1p_poly``: log1p(e) for e in [0, 1], ``e q(e)`` (no division)."""
-    cdef float p = <float>0.0052326940931379795
-    p = p * e + <float>-0.029505237936973572
-    p = p * e + <float>0.07822594791650772
-    p = p * e + <float>-0.13663245737552643
-    p = p * e + <float>0.19106006622314453
-    p = p * e + <float>-0.2484298199415207
-    p = p * e + <float>0.3331909775733948
-    p = p * e + <float>-0.4999949336051941
-    p = p * e + <float>0.9999999403953552
+    cdef float p = <float>-0.008539239875972271
+    p = p * e + <float>0.04408978298306465
+    p = p * e + <float>-0.10768195986747742
+    p = p * e + <float>0.17745262384414673
+    p = p * e + <float>-0.24495473504066467
+    p = p * e + <float>0.33275482058525085
+    p = p * e + <float>-0.4999740719795227
+    p = p * e + <float>0.9999998211860657
     return e * p
 
 
@@ -264,16 +262,21 @@ cdef inline void bce_negative_term(floating x, floating* loss, floating* grad) n
     grad[0] = sig_pos
 
 
+cdef inline floating focal_negative_weight(floating alpha) noexcept nogil:
+    """``_math.focal_negative_weight``: ``a = 1 - alpha`` (1 if alpha < 0); the two closed forms
+    below are ``a`` times their value at ``alpha = -1``."""
+    cdef floating one = 1.0
+    return one - alpha if alpha >= <floating>0.0 else one
+
+
 cdef inline void focal_negative_term(floating x, floating gamma_neg, floating alpha,
                                      floating* loss, floating* grad) noexcept nogil:
     """``focal_term(x, 0, ., gamma_neg, 0, alpha)`` in closed form (``_math.focal_negative_term``):
     ``l = a p**g softplus(x)``, ``dl/dx = a p**g (g (1 - p) softplus(x) + p)``, ``a = 1 - alpha``
     (1 if alpha < 0), ``p**g = exp(-g softplus(-x))``: no branch and no division."""
-    cdef floating one = 1.0
-    cdef floating sp_pos, sp_neg, p, p_neg, a, f
+    cdef floating sp_pos, sp_neg, p, p_neg, f
     softplus_pair(x, &sp_pos, &sp_neg, &p, &p_neg)
-    a = one - alpha if alpha >= <floating>0.0 else one
-    f = a * exp_nonpos(-gamma_neg * sp_neg)              # a * p**gamma_neg (0**0 = 1)
+    f = focal_negative_weight(alpha) * exp_nonpos(-gamma_neg * sp_neg)   # a p**g (0**0 = 1)
     loss[0] = f * sp_pos
     grad[0] = f * (gamma_neg * p_neg * sp_pos + p)
 
@@ -281,12 +284,10 @@ cdef inline void focal_negative_term(floating x, floating gamma_neg, floating al
 cdef inline void focal_negative_term_sq(floating x, floating alpha, floating* loss,
                                         floating* grad) noexcept nogil:
     """``_math.focal_negative_term_sq``: ``focal_negative_term(x, 2, alpha)``, ``p**2 = p p``."""
-    cdef floating one = 1.0
     cdef floating two = 2.0
-    cdef floating sp_pos, sp_neg, p, p_neg, a, f
+    cdef floating sp_pos, sp_neg, p, p_neg, f
     softplus_pair(x, &sp_pos, &sp_neg, &p, &p_neg)
-    a = one - alpha if alpha >= <floating>0.0 else one
-    f = a * (p * p)
+    f = focal_negative_weight(alpha) * (p * p)
     loss[0] = f * sp_pos
     grad[0] = f * (two * p_neg * sp_pos + p)
 

@@ -27,7 +27,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 from ._scalar cimport bce_negative_term, bce_term, focal_negative_term, focal_negative_term_sq, \
-    focal_term
+    focal_negative_weight, focal_term
 from ._rows cimport BLOCK, PREFETCH_BYTES, fxt_store_fence, fxt_stream_pre, lane_sum, \
     prefetch_ahead, prefetch_at, stream_block
 
@@ -68,9 +68,10 @@ cdef inline void element(floating x, floating y, floating pw, const params_t* pr
 
 cdef inline void negative_element(floating x, const params_t* prm, floating* loss,
                                   floating* grad) noexcept nogil:
-    """``element(x, 0, ., prm)`` of a negative without probability shifting (closed forms)."""
+    """``element(x, 0, ., prm)`` of a negative without probability shifting (closed forms),
+    divided by ``negative_weight(prm)`` (focal at ``alpha = -1``)."""
     if params_t is FocalParams:
-        focal_negative_term(x, <floating>prm.gamma_neg, <floating>prm.alpha, loss, grad)
+        focal_negative_term(x, <floating>prm.gamma_neg, <floating>-1.0, loss, grad)
     else:
         bce_negative_term(x, loss, grad)
 
@@ -79,9 +80,19 @@ cdef inline void negative_element_sq(floating x, const params_t* prm, floating* 
                                      floating* grad) noexcept nogil:
     """``negative_element`` when ``squares_negatives(prm)``: focal with ``gamma_neg = 2``."""
     if params_t is FocalParams:
-        focal_negative_term_sq(x, <floating>prm.alpha, loss, grad)
+        focal_negative_term_sq(x, <floating>-1.0, loss, grad)
     else:
         bce_negative_term(x, loss, grad)
+
+
+cdef inline floating negative_weight(const params_t* prm, floating like) noexcept nogil:
+    """The factor ``negative_element`` leaves out: focal's ``focal_negative_weight``
+    (``1 - alpha``), 1 for BCE; ``weighted_pass`` multiplies each block's sum and the
+    gradient's scale by it once, not every element."""
+    if params_t is FocalParams:
+        return focal_negative_weight(<floating>prm.alpha)
+    else:
+        return 1.0
 
 
 cdef inline bint squares_negatives(const params_t* prm) noexcept nogil:
@@ -194,12 +205,14 @@ cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint w
     cdef floating gbuf[BLOCK + 16]               # + the carried elements of stream_block
     cdef floating pw0 = <floating>pos_weight_of(prm)
     cdef floating acc, w
+    cdef floating weight_n = negative_weight(prm, pw0) if closed else <floating>1.0
     cdef double total = 0.0
     cdef Py_ssize_t b0 = 0, j, size, kp = 0, k0
     cdef const double* wb = NULL
     cdef floating* gb
     cdef bint stream = stream_ok and want_grad and yr == NULL and <const floating*>gr != xr
     cdef Py_ssize_t pre = fxt_stream_pre(gr, sizeof(floating)) if stream else 0
+    scale = scale * weight_n                     # (the closed forms' factor, out of the loops)
     while b0 < n:
         size = n - b0 if n - b0 < BLOCK else BLOCK
         # sparse targets' background; dense targets without a gradient (1024 x 32768 float32:
@@ -221,7 +234,7 @@ cdef double weighted_pass(const floating* xr, floating* gr, Py_ssize_t n, bint w
             if cols[kp] >= b0:                   # (always, for sorted rows)
                 lbuf[cols[kp] - b0] = 0
             kp += 1
-        acc = lane_sum(lbuf, size)
+        acc = lane_sum(lbuf, size) * weight_n
         total += <double>acc
         if want_grad:
             if stream:

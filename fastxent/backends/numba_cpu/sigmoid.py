@@ -68,17 +68,19 @@ def _element(x, y, class_pos_weight, params):
 
 
 def negative_element(x, params):
-    """``element(x, 0, ., params)`` of a negative without probability shifting (closed forms:
-    ``_math.bce_negative_term``, ``_math.focal_negative_term``)."""
+    """``element(x, 0, ., params)`` of a negative without probability shifting, divided by
+    ``negative_weight(params)`` (closed forms: ``_math.bce_negative_term``,
+    ``_math.focal_negative_term`` at ``alpha = -1``)."""
     if len(params) in (3, 6):
-        return _math.focal_negative_term(x, params[1], params[2])
+        return _math.focal_negative_term(x, params[1], -1.0)
     return _math.bce_negative_term(x)
 
 
 @overload(negative_element, inline="always")
 def _negative_element(x, params):
     if _is_focal(params):
-        return lambda x, params: _math.focal_negative_term(x, params[1], params[2])
+        return lambda x, params: _math.focal_negative_term(x, params[1],
+                                                           _math.cast_like(x, -1.0))
     return lambda x, params: _math.bce_negative_term(x)
 
 
@@ -86,15 +88,31 @@ def negative_element_sq(x, params):
     """``negative_element`` when ``squares_negatives(params)``: focal with ``gamma_neg = 2``
     (``_math.focal_negative_term_sq``: ``p**2`` as ``p * p``, no second exp)."""
     if len(params) in (3, 6):
-        return _math.focal_negative_term_sq(x, params[2])
+        return _math.focal_negative_term_sq(x, -1.0)
     return _math.bce_negative_term(x)
 
 
 @overload(negative_element_sq, inline="always")
 def _negative_element_sq(x, params):
     if _is_focal(params):
-        return lambda x, params: _math.focal_negative_term_sq(x, params[2])
+        return lambda x, params: _math.focal_negative_term_sq(x, _math.cast_like(x, -1.0))
     return lambda x, params: _math.bce_negative_term(x)
+
+
+def negative_weight(params):
+    """The factor ``negative_element`` leaves out, in the params' type: focal's
+    ``_math.focal_negative_weight`` (``1 - alpha``), 1 for BCE. The background loops multiply
+    each block's sum and the gradient's scale by it once, not every element."""
+    if len(params) in (3, 6):
+        return _math.focal_negative_weight(params[2], params[2])
+    return 1.0
+
+
+@overload(negative_weight, inline="always")
+def _negative_weight(params):
+    if _is_focal(params):
+        return lambda params: _math.focal_negative_weight(params[2], params[2])
+    return lambda params: _math.cast_like(params[0], 1.0)
 
 
 def squares_negatives(params):
@@ -227,6 +245,8 @@ def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, u
     pw0 = prm[0]
     general = y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
     squared = squares_negatives(prm)
+    weight_n = negative_weight(prm)              # (the closed forms' factor, out of the loops)
+    scale_n = scale * weight_n
     total = 0.0
     for b0 in range(start, stop, BLOCK):
         b1 = min(b0 + BLOCK, stop)
@@ -251,13 +271,15 @@ def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, u
                 w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
                 lj, gj = negative_element_sq(xb[j], prm)
                 acc += w * lj
-                gb[j] = scale * w * gj
+                gb[j] = scale_n * w * gj
+            acc *= weight_n
         else:                                    # plain negatives: the closed forms
             for j in range(xb.size):
                 w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
                 lj, gj = negative_element(xb[j], prm)
                 acc += w * lj
-                gb[j] = scale * w * gj
+                gb[j] = scale_n * w * gj
+            acc *= weight_n
         if stream:
             stream_block(gr, b0, b1, staging, pre)
         total += float(acc)
@@ -281,6 +303,8 @@ def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_
     pw0 = prm[0]
     general = y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
     squared = squares_negatives(prm)
+    weight_n = negative_weight(prm)
+    scale_n = scale * weight_n
     if ahead > 0:
         prefetch_ahead(xr, b0, b1, ahead)
     xb = xr[b0:b1]
@@ -310,13 +334,15 @@ def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_
             w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
             lj, gj = negative_element_sq(xb[j], prm)
             acc += w * lj if mb[j] > zero else zero
-            gb[j] = scale * w * gj
+            gb[j] = scale_n * w * gj
+        acc *= weight_n
     else:
         for j in range(xb.size):
             w = _math.cast_like(xr[0], cwb[j]) if has_cw else one
             lj, gj = negative_element(xb[j], prm)
             acc += w * lj if mb[j] > zero else zero
-            gb[j] = scale * w * gj
+            gb[j] = scale_n * w * gj
+        acc *= weight_n
     for k in range(kp, k1):
         if cols[k] >= b0:
             mb[cols[k] - b0] = one
