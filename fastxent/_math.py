@@ -254,7 +254,7 @@ def log_poly(x):
 
 
 def neg_expm1_poly(t):
-    """1 - exp(-t) for t >= 0: Taylor series below ln2/2, ``1 - exp_poly(-t)`` above."""
+    """1 - exp(-t) for t >= 0: Taylor series below ln2/2, ``1 - exp_nonpos(-t)`` above."""
     u = -t
     p = cast_like(t, 1.0 / 5040.0)
     p = p * u + cast_like(t, 1.0 / 720.0)

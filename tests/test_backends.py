@@ -703,12 +703,15 @@ def test_softmax_masked_classes(backend, family, cached_row_bytes, monkeypatch):
                 run_and_check(family, backend, x, targets, kwargs, reduction)
 
 
-@pytest.mark.parametrize("alpha", [0.25, -1.0])
+@pytest.mark.parametrize("alpha", [0.25, -1.0, -0.5, 0.0, 0.7, 1.0])
 def test_sigmoid_focal_squared_negatives(backend, alpha):
     """gamma_neg = 2 without smoothing or clipping: the background of CSR targets takes
     ``_math.focal_negative_term_sq`` (p * p, no second exp) in the CPU kernels. Rows of odd
     length longer than a block (the Cython loop's two halves and its odd last element), with
-    class weights, against the reference; gamma_neg = 2 given explicitly and by default."""
+    class weights, against the reference; gamma_neg = 2 given explicitly and by default, and
+    gamma_neg = 4 (the closed form with its second exp). The kernels apply the negatives'
+    weight ``1 - alpha`` once per block: alpha disabled (negative), 0, 1 (weight 0: the
+    general element instead) and between."""
     c = sim_shrink([5001], [71])[0]
     for dtype in DTYPES:
         rng = np.random.default_rng(seed_of("focal-sq", c, alpha))
@@ -716,9 +719,27 @@ def test_sigmoid_focal_squared_negatives(backend, alpha):
         targets = make_targets(rng, "sigmoid_focal_loss", "multilabel", len(logits), c,
                                dense_dtype=dtype)
         weights = rng.uniform(0.2, 2.0, c)
-        for extra in ({}, {"gamma_neg": 2.0}):
+        for extra in ({}, {"gamma_neg": 2.0}, {"gamma_neg": 4.0}):
             run_and_check("sigmoid_focal_loss", backend, logits, targets,
                           {"gamma": 2.0, "alpha": alpha, "class_weight": weights, **extra}, "sum")
+
+
+def test_sigmoid_focal_alpha_one_with_logits_near_the_maximum(backend):
+    """alpha = 1 gives every negative the weight 0: with logits a quarter of the float maximum
+    (softplus(x) = x, so a block's sum of negatives overflows) the negatives' loss is 0 and the
+    gradient finite, not NaN (the CPU kernels would otherwise multiply that inf sum by the weight),
+    against the reference; CSR targets, rows longer than a block."""
+    c = sim_shrink([600], [40])[0]
+    targets = fastxent.MultiLabel.from_lists([[], [1], [0, c - 1]], c)
+    for dtype in DTYPES:
+        x = np.full((3, c), np.finfo(dtype).max / 4, dtype)
+        x[2, ::2] = -x[2, ::2]
+        loss, grad = fastxent.sigmoid_focal_loss(x, targets, alpha=1.0, reduction="none",
+                                                 return_grad=True, backend=backend)
+        # rows 0 and 1: negatives and a confident positive, 0; row 2's positive at -max / 4
+        assert np.all(loss[:2] == 0.0) and np.isfinite(loss[2]), (dtype, loss)
+        assert np.all(np.isfinite(grad)), dtype
+        run_and_check("sigmoid_focal_loss", backend, x, targets, {"alpha": 1.0}, "none")
 
 
 @pytest.mark.parametrize("clip", [0.05, 0.3])

@@ -208,7 +208,7 @@ def test_formulas_match_python_and_numba(name, dtype):
     got = got if isinstance(got, tuple) else (got,)
     py = [getattr(_math, name)(*[float(a[i]) for a in args]) for i in range(args[0].size)]
     py = np.array([p if isinstance(p, tuple) else (p,) for p in py], dtype=np.float64).T
-    # float32: the formulas compose a few polynomial primitives (each within 4e-7)
+    # float32: the formulas compose a few polynomial primitives (each within 4.2e-7)
     rtol, atol = (1e-14, 1e-300) if dtype == np.float64 else (2e-5, 1e-6)
     for k, out in enumerate(got):
         assert out.dtype == dtype

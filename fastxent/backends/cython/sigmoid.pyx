@@ -68,8 +68,8 @@ cdef inline void element(floating x, floating y, floating pw, const params_t* pr
 
 cdef inline void negative_element(floating x, const params_t* prm, floating* loss,
                                   floating* grad) noexcept nogil:
-    """``element(x, 0, ., prm)`` of a negative without probability shifting (closed forms),
-    divided by ``negative_weight(prm)`` (focal at ``alpha = -1``)."""
+    """``element(x, 0, ., prm)`` of a negative without probability shifting (closed forms), at
+    weight 1: ``negative_weight(prm)`` times it is the term (focal at ``alpha = -1``)."""
     if params_t is FocalParams:
         focal_negative_term(x, <floating>prm.gamma_neg, <floating>-1.0, loss, grad)
     else:
@@ -88,7 +88,8 @@ cdef inline void negative_element_sq(floating x, const params_t* prm, floating* 
 cdef inline floating negative_weight(const params_t* prm, floating like) noexcept nogil:
     """The factor ``negative_element`` leaves out: focal's ``focal_negative_weight``
     (``1 - alpha``), 1 for BCE; ``weighted_pass`` multiplies each block's sum and the
-    gradient's scale by it once, not every element."""
+    gradient's scale by it once, not every element. Where it is 0 (alpha = 1) ``sparse_row``
+    does not take the closed forms (a block's sum may overflow to inf: times 0, NaN)."""
     if params_t is FocalParams:
         return focal_negative_weight(<floating>prm.alpha)
     else:
@@ -284,7 +285,8 @@ cdef double sparse_row(const floating* xr, floating* gr, bint want_grad, Py_ssiz
     # positives' put in place block by block)
     loss += weighted_pass(xr, gr, n_classes, want_grad, <const floating*>NULL, keep, y0,
                           class_weight, pos_weight if eps > 0.0 else <const double*>NULL, prm,
-                          <floating>scale, eps == 0.0 and not shifts_negatives(prm), cols,
+                          <floating>scale, eps == 0.0 and not shifts_negatives(prm)
+                          and negative_weight(prm, pw0) != 0, cols,
                           n_pos, pos_buf, stream_ok, ahead)
     return sw * loss
 

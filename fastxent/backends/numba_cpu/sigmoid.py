@@ -68,8 +68,8 @@ def _element(x, y, class_pos_weight, params):
 
 
 def negative_element(x, params):
-    """``element(x, 0, ., params)`` of a negative without probability shifting, divided by
-    ``negative_weight(params)`` (closed forms: ``_math.bce_negative_term``,
+    """``element(x, 0, ., params)`` of a negative without probability shifting, at weight 1:
+    ``negative_weight(params)`` times it is the term (closed forms: ``_math.bce_negative_term``,
     ``_math.focal_negative_term`` at ``alpha = -1``)."""
     if len(params) in (3, 6):
         return _math.focal_negative_term(x, params[1], -1.0)
@@ -102,7 +102,9 @@ def _negative_element_sq(x, params):
 def negative_weight(params):
     """The factor ``negative_element`` leaves out, in the params' type: focal's
     ``_math.focal_negative_weight`` (``1 - alpha``), 1 for BCE. The background loops multiply
-    each block's sum and the gradient's scale by it once, not every element."""
+    each block's sum and the gradient's scale by it once, not every element; where it is 0
+    (alpha = 1) they take the general element instead (a block's sum of logits near the float
+    maximum may overflow to inf, which times 0 would be NaN where the loss is 0)."""
     if len(params) in (3, 6):
         return _math.focal_negative_weight(params[2], params[2])
     return 1.0
@@ -243,9 +245,10 @@ def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, u
     wide_vectors()
     one = _math.cast_like(xr[0], 1.0)
     pw0 = prm[0]
-    general = y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
-    squared = squares_negatives(prm)
     weight_n = negative_weight(prm)              # (the closed forms' factor, out of the loops)
+    general = (y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
+               or weight_n == _math.cast_like(xr[0], 0.0))
+    squared = squares_negatives(prm)
     scale_n = scale * weight_n
     total = 0.0
     for b0 in range(start, stop, BLOCK):
@@ -301,9 +304,10 @@ def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_
     one = _math.cast_like(xr[0], 1.0)
     zero = _math.cast_like(xr[0], 0.0)
     pw0 = prm[0]
-    general = y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
-    squared = squares_negatives(prm)
     weight_n = negative_weight(prm)
+    general = (y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
+               or weight_n == _math.cast_like(xr[0], 0.0))
+    squared = squares_negatives(prm)
     scale_n = scale * weight_n
     if ahead > 0:
         prefetch_ahead(xr, b0, b1, ahead)
