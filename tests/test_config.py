@@ -74,12 +74,26 @@ def test_cpu_vendor_reads_proc_cpuinfo(tmp_path):
     assert _config._cpu_vendor(str(tmp_path / "missing")) == ""
 
 
+def test_cpu_family_reads_proc_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\n"
+                    "model\t\t: 2\nprocessor\t: 1\ncpu family\t: 25\n")
+    assert _config._cpu_family(str(info)) == 26
+    info.write_text("processor\t: 0\ncpu family\t: ?\n")
+    assert _config._cpu_family(str(info)) == 0
+    assert _config._cpu_family(str(tmp_path / "missing")) == 0
+
+
 def test_sparse_sigmoid_stores_by_vendor_and_override(monkeypatch):
     # the module's setting is this machine's (under this environment's overrides)
-    assert _config.SPARSE_SIGMOID_STORES == _config._stores(_config._cpu_vendor())
+    assert _config.SPARSE_SIGMOID_STORES == _config._stores(_config._cpu_vendor(),
+                                                            _config._cpu_family())
     monkeypatch.delenv("FASTXENT_STREAM_STORES", raising=False)
     monkeypatch.delenv("FASTXENT_PREFETCH_BYTES", raising=False)
     assert _config._stores("AuthenticAMD") == (False, 0)
+    assert _config._stores("AuthenticAMD", 25) == (False, 0)
+    assert _config._stores("AuthenticAMD", 26) == (False, 2048)
+    assert _config._stores("GenuineIntel", 6) == (True, 2048)
     assert _config._stores("GenuineIntel") == (True, 2048)
     assert _config._stores("") == (True, 2048)
     monkeypatch.setenv("FASTXENT_STREAM_STORES", "1")
