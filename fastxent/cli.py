@@ -663,6 +663,7 @@ def cmd_info(args):
             print("backends: unknown (fastxent._dispatch has no available_backends())")
     print(f"numba cache: {_numba_cache()}")
     print(f"cython extension: {_cython_build()}")
+    print(f"kernel tuning: {_tuning()}")
     try:
         from . import _threads
 
@@ -672,6 +673,18 @@ def cmd_info(args):
         print(f"fastxent threads: unknown ({exc})")
     print(f"GPU: {_gpu()}")
     return 0
+
+
+def _tuning():
+    """The CPU kernels' machine-dependent settings (``fastxent._config``) and their overrides."""
+    from . import _config
+
+    stream, prefetch = _config.SPARSE_SIGMOID_STORES
+    return (f"sparse sigmoid gradient through {'non-temporal' if stream else 'plain'} stores, "
+            f"logits prefetched {f'{prefetch} bytes ahead' if prefetch else 'not at all'} "
+            f"(FASTXENT_STREAM_STORES, FASTXENT_PREFETCH_BYTES); softmax rows of up to "
+            f"{_config.CACHED_ROW_BYTES} bytes kept in L2 between passes "
+            f"(FASTXENT_CACHED_ROW_BYTES)")
 
 
 def _cython_build():

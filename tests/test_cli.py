@@ -20,8 +20,8 @@ JSON_KEYS = {"family", "implementation", "N", "C", "dtype", "median_s", "gbps"}
 pytestmark = pytest.mark.cli
 
 
-def run_cli(*args, timeout=600):
-    env = dict(os.environ)
+def run_cli(*args, timeout=600, env=None):
+    env = {**os.environ, **(env or {})}
     # the tree under test wins over any other installed copy
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "fastxent", *args], cwd=ROOT, env=env,
@@ -76,6 +76,19 @@ def test_info():
                  "backends", "CPU features:", "avx2", "avx512f", "numba cache:", "GPU:"):
         assert word in out, word
     assert "numba" in out.split("backends", 1)[1]
+
+
+def test_info_reports_the_kernel_tuning_and_its_overrides():
+    env = {"FASTXENT_STREAM_STORES": "1", "FASTXENT_PREFETCH_BYTES": "4096",
+           "FASTXENT_CACHED_ROW_BYTES": "65536"}
+    proc = run_cli("info", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ("kernel tuning: sparse sigmoid gradient through non-temporal stores, logits "
+            "prefetched 4096 bytes ahead") in proc.stdout
+    assert "softmax rows of up to 65536 bytes kept in L2" in proc.stdout
+    env = {"FASTXENT_STREAM_STORES": "0", "FASTXENT_PREFETCH_BYTES": "0"}
+    proc = run_cli("info", env=env)
+    assert "through plain stores, logits prefetched not at all" in proc.stdout
 
 
 def test_bad_arguments_exit_with_usage_errors():
