@@ -141,6 +141,16 @@ def _shifts_negatives(params):
     return lambda params: False
 
 
+@njit(inline="always", **JIT_OPTIONS)
+def takes_general(y0, prm, weight_n):
+    """Whether the background of sparse targets needs the general ``element`` instead of the
+    closed forms: smoothed targets (``y0 != 0``), shifted negatives, or negatives of weight 0
+    (alpha = 1: a block's sum of logits near the float maximum may overflow to inf, and
+    ``weight_n`` times it would be NaN where the loss is 0)."""
+    zero = _math.cast_like(y0, 0.0)
+    return y0 != zero or shifts_negatives(prm) or weight_n == zero
+
+
 def _typed(like, params):
     return params
 
@@ -246,8 +256,7 @@ def background_blocks(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, u
     one = _math.cast_like(xr[0], 1.0)
     pw0 = prm[0]
     weight_n = negative_weight(prm)              # (the closed forms' factor, out of the loops)
-    general = (y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
-               or weight_n == _math.cast_like(xr[0], 0.0))
+    general = takes_general(y0, prm, weight_n)
     squared = squares_negatives(prm)
     scale_n = scale * weight_n
     total = 0.0
@@ -305,8 +314,7 @@ def positive_block(xr, gr, want_grad, y0, class_weight, has_cw, pos_weight, use_
     zero = _math.cast_like(xr[0], 0.0)
     pw0 = prm[0]
     weight_n = negative_weight(prm)
-    general = (y0 != _math.cast_like(xr[0], 0.0) or shifts_negatives(prm)
-               or weight_n == _math.cast_like(xr[0], 0.0))
+    general = takes_general(y0, prm, weight_n)
     squared = squares_negatives(prm)
     scale_n = scale * weight_n
     if ahead > 0:
